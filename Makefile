@@ -1,0 +1,36 @@
+# Everything a newcomer needs: `make demo` (runs the model on the example image) and `make test`.
+# Both first create .venv in the checkout and install the project into it (once; again when
+# pyproject.toml changes).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Until trained weights ship in weights/, the demo runs an untrained network (see README).
+DEMO_FLAGS ?= $(if $(wildcard weights/ddp_default.safetensors),,--untrained default)
+
+.PHONY: setup demo test test-fast lint bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[spconv,service,eval,bench,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ddp predict examples/toy_scene.png --out out/demo $(DEMO_FLAGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check model service tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.stages --out docs/benchmarks
+	$(BIN)/python -m benchmarks.sparse_vs_dense --out docs/benchmarks

@@ -1,0 +1,74 @@
+"""Images as users give them -> the padded, normalised batch the network takes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from model.config import InputConfig
+
+
+@dataclass
+class PreparedBatch:
+    """A batch ready for ``DDP.forward``.
+
+    Attributes:
+        images: (B, 3, H, W) float32, normalised, zero-padded to a multiple of the divisibility.
+        image_sizes: (B, 2) int64, (height, width) of each resized image inside the padding.
+        original_sizes: (B, 2) int64, (height, width) of each image as given.
+        scales: (B,) float32, resized size / original size.
+    """
+
+    images: Tensor
+    image_sizes: Tensor
+    original_sizes: Tensor
+    scales: Tensor
+
+
+def resize_scale(height: int, width: int, *, short_side: int, max_side: int) -> float:
+    """Factor bringing the short side to ``short_side``, the long side at most ``max_side``."""
+    return min(short_side / min(height, width), max_side / max(height, width))
+
+
+def image_to_tensor(image_rgb: np.ndarray) -> Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1]."""
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+        raise ValueError(
+            f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(image_rgb)).permute(2, 0, 1).float() / 255.0
+
+
+def prepare_batch(
+    images: Sequence[Tensor], config: InputConfig, *, device: torch.device | str = "cpu"
+) -> PreparedBatch:
+    """Resize (bilinear, antialiased), normalise and pad images (3, H_i, W_i) in [0, 1]."""
+    mean = torch.tensor(config.pixel_mean, device=device).view(3, 1, 1)
+    std = torch.tensor(config.pixel_std, device=device).view(3, 1, 1)
+    resized, scales = [], []
+    for image in images:
+        height, width = image.shape[-2:]
+        scale = resize_scale(height, width, short_side=config.short_side, max_side=config.max_side)
+        size = (max(round(height * scale), 1), max(round(width * scale), 1))
+        x = image.to(device)[None]
+        if size != (height, width):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        resized.append((x[0] - mean) / std)
+        scales.append(scale)
+    divisor = config.size_divisibility
+    pad_h = -(-max(x.shape[-2] for x in resized) // divisor) * divisor
+    pad_w = -(-max(x.shape[-1] for x in resized) // divisor) * divisor
+    batch = torch.zeros(len(resized), 3, pad_h, pad_w, device=device)
+    for b, x in enumerate(resized):
+        batch[b, :, : x.shape[-2], : x.shape[-1]] = x
+    return PreparedBatch(
+        images=batch,
+        image_sizes=torch.tensor([x.shape[-2:] for x in resized], dtype=torch.int64),
+        original_sizes=torch.tensor([image.shape[-2:] for image in images], dtype=torch.int64),
+        scales=torch.tensor(scales, dtype=torch.float32),
+    )

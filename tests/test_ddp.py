@@ -1,0 +1,68 @@
+"""The whole network on the tiny config: shapes, empty images, backends, ablation switches."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from model.config import NUM_IUV_LOGITS, tiny_config
+from model.ddp import build_ddp, use_sparse_backend
+from model.predictor import Predictor
+
+
+def _config(**iuv):
+    config = tiny_config()
+    # Accept every location as a person so that the untrained network exercises all stages.
+    permissive = dataclasses.replace(
+        config.instance,
+        candidate_score_threshold=0.0,
+        detection_score_threshold=0.0,
+        max_detections=4,
+        mask_threshold=0.3,
+    )
+    return config.replace(instance=permissive, iuv=dataclasses.replace(config.iuv, **iuv))
+
+
+def _forward(model, batch=2, height=96, width=128):
+    torch.manual_seed(1)
+    images = torch.randn(batch, 3, height, width)
+    sizes = torch.tensor([[height, width]] * batch)
+    with torch.inference_mode():
+        return model.eval()(images, sizes)
+
+
+def test_forward_shapes_and_suppressed_background():
+    model = build_ddp(_config())
+    out = _forward(model)
+    n = len(out.detections)
+    assert 0 < n <= 8
+    assert out.detections.mask_logits.shape == (n, 2, 24, 32)
+    assert out.iuv_logits.shape == (2, NUM_IUV_LOGITS, 24, 32)
+    assert out.active.shape == (2, 24, 32) and out.active.any()
+    assert (out.iuv_logits[~out.active[:, None].expand_as(out.iuv_logits)] == 0).all()
+    # M_fg is the union of the thresholded instance masks of each image.
+    ins = out.detections.mask_logits[:, 0].sigmoid() > 0.3
+    for b in range(2):
+        assert torch.equal(out.active[b], ins[out.detections.image_index == b].any(0))
+
+
+def test_without_background_suppression_every_site_is_active():
+    out = _forward(build_ddp(_config(suppress_background=False)))
+    assert out.active.all()
+
+
+@pytest.mark.parametrize("norm", ["ian", "image"])
+def test_sparse_backends_agree_on_the_whole_network(norm):
+    model = build_ddp(_config(norm=norm))
+    reference = _forward(model)
+    use_sparse_backend(model, "dense")
+    dense = _forward(model)
+    torch.testing.assert_close(dense.iuv_logits, reference.iuv_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_untrained_default_network_finds_nobody_and_says_so():
+    predictor = Predictor.untrained(tiny_config(), device="cpu")
+    results = predictor([torch.randint(0, 255, (70, 90, 3), dtype=torch.uint8).numpy()])
+    assert len(results) == 1 and len(results[0]) == 0
+    assert results[0].masks.shape == (0, 70, 90)
+    assert predictor([]) == []
