@@ -122,12 +122,7 @@ def compute_losses(
     regions = gt_ins > 0
     active = model.foreground(regions, gt_image, images.shape[0])
     iuv = model.iuv_branch(x_agg, active, regions, gt_image)  # [B, 75, H/4, W/4]
-    point_image = torch.cat(
-        [torch.full((len(t.point_part),), b, device=images.device) for b, t in enumerate(targets)]
-    )
-    point_xy = torch.cat([t.point_xy for t in targets])
-    point_part = torch.cat([t.point_part for t in targets])
-    point_uv = torch.cat([t.point_uv for t in targets])
+    point_image, point_xy, point_part, point_uv = _active_points(targets, active)
     k = NUM_PART_CLASSES
     losses["part"] = part_loss(iuv[:, :k], point_image, point_xy, point_part, stride=MASK_STRIDE)
     losses["uv"] = uv_loss(
@@ -151,6 +146,29 @@ def compute_losses(
     weighted = {name: value * weights.get(name, 1.0) for name, value in losses.items()}
     weighted["total"] = sum(weighted.values())  # type: ignore[assignment]
     return weighted
+
+
+def _active_points(
+    targets: Sequence[DensePoseTargets], active: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Annotated points of the batch whose 1/4-scale cell the IUV branch computes.
+
+    Returns image index (P,), xy (P, 2), part (P,), uv (P, 2). Points outside M_fg are
+    background by construction at inference (and their logits are constant zeros), so they
+    carry no I/U/V loss; background points inside M_fg do.
+    """
+    device = active.device
+    image = torch.cat(
+        [torch.full((len(t.point_part),), b, device=device) for b, t in enumerate(targets)]
+    )
+    xy = torch.cat([t.point_xy for t in targets])
+    cells = (xy / MASK_STRIDE).floor().long()
+    cells[:, 0].clamp_(0, active.shape[-1] - 1)
+    cells[:, 1].clamp_(0, active.shape[-2] - 1)
+    keep = active[image, cells[:, 1], cells[:, 0]]
+    part = torch.cat([t.point_part for t in targets])
+    uv = torch.cat([t.point_uv for t in targets])
+    return image[keep], xy[keep], part[keep], uv[keep]
 
 
 def _level_sizes(location_strides: Tensor) -> list[int]:

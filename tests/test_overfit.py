@@ -14,8 +14,13 @@ from model.training import compute_losses
 
 pytestmark = pytest.mark.slow
 
-BRANCHES = ("backbone", "aggregation", "instance_branch.head", "instance_branch.downsample",
-            "iuv_branch")
+BRANCHES = (
+    "backbone",
+    "aggregation",
+    "instance_branch.head",
+    "instance_branch.downsample",
+    "iuv_branch",
+)
 
 
 def _normalise(images, config):
@@ -41,7 +46,7 @@ def test_tiny_model_overfits_toy_scenes():
         assert sum(float(g.abs().sum()) for g in grads) > 0, branch
     optimizer.step()
 
-    for _ in range(300):
+    for _ in range(400):
         optimizer.zero_grad()
         losses = compute_losses(model, images, targets, config, generator=generator)
         losses["total"].backward()

@@ -71,7 +71,7 @@ class SparseSites:
         """``build()`` on the first call with ``key``, the cached result afterwards."""
         if key not in self._memo:
             self._memo[key] = build()
-        return self._memo[key]  # type: ignore[no-any-return]
+        return self._memo[key]
 
     def neighbours(self, kernel_size: int = 3) -> Tensor:
         """(M, k*k) int64: site index of each tap's neighbour, -1 where it is inactive.

@@ -126,7 +126,7 @@ class _NativeSubmConv(torch.autograd.Function):
         feats, weight = feats.contiguous(), weight.contiguous()
         ctx.save_for_backward(feats, weight, pairs, counts)
         with _single_intra_op_thread(feats.device):
-            return _ops().indice_conv(  # type: ignore[no-any-return]
+            return _ops().indice_conv(
                 feats, weight, pairs, counts, feats.shape[0], False, True, algo=_native_algo()
             )
 

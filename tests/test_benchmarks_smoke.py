@@ -1,0 +1,43 @@
+"""Both benchmarks end to end on tiny inputs: they run, write their files, report positive
+times. No speed assertions: this only keeps the scripts working."""
+
+import json
+
+from benchmarks import sparse_vs_dense, stages
+
+
+def test_stages_writes_a_report_per_config(tmp_path):
+    stages.main(["--out", str(tmp_path), "--configs", "tiny", "--repeats", "1"])
+    report = json.loads((tmp_path / "stages.json").read_text())
+    assert {"environment", "stages", "results"} <= set(report)
+    (result,) = report["results"]
+    assert result["config"] == "tiny"
+    assert set(result["median_s"]) == {*stages.STAGES, "total"}
+    assert all(seconds > 0 for seconds in result["median_s"].values())
+    assert abs(sum(result["share"].values()) - 1) < 1e-6
+    assert 0.2 < result["foreground_fraction"] < 0.35
+    assert (tmp_path / "stages.md").read_text().startswith("# Forward time by stage")
+    assert (tmp_path / "stages.png").stat().st_size > 0
+
+
+def test_sparse_vs_dense_times_every_backend_and_checks_agreement(tmp_path):
+    sparse_vs_dense.main([
+        "--out", str(tmp_path), "--configs", "tiny", "--sizes", "24x32",
+        "--fractions", "0.25", "1.0", "--repeats", "1", "--matmul-size", "128",
+    ])
+    report = json.loads((tmp_path / "sparse_vs_dense.json").read_text())
+    expected_keys = {"environment", "sparse_backends", "matmul", "expected", "rows", "verdict"}
+    assert expected_keys <= set(report)
+    assert report["matmul"]["gflops"] > 0
+    backends = report["sparse_backends"]
+    assert [row["target_fraction"] for row in report["rows"]] == [0.25, 1.0]
+    for row in report["rows"]:
+        assert set(row["seconds"]) == {*backends, "dense"}
+        assert all(seconds > 0 for seconds in row["seconds"].values())
+        assert set(row["speedup"]) == set(backends)
+        for name in backends:
+            assert row["agreement"][name]["rel_err"] < 1e-3
+    assert report["rows"][1]["fraction"] == 1.0
+    assert [v["fraction"] for v in report["verdict"]] == [report["rows"][0]["fraction"]]
+    assert (tmp_path / "sparse_vs_dense.md").exists()
+    assert (tmp_path / "sparse_vs_dense.png").stat().st_size > 0
