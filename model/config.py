@@ -93,6 +93,10 @@ class IUVConfig:
     suppress_background: bool = True
     """False is the paper's "w/o Sparse" ablation: M_fg is all ones."""
     sparse_backend: SparseBackendName = "auto"
+    region_dilation: int = 1
+    """Instance regions (IAN regions and M_fg) are the masks at 1/4 scale thresholded at 0.5 and
+    dilated by this many cells, the same rule for GT masks in training and predicted masks at
+    inference: limbs a few pixels wide would otherwise vanish from the sparse branch."""
 
 
 @dataclass(frozen=True)

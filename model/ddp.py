@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.aggregation import FeatureAggregation
@@ -32,6 +33,7 @@ class DDP(nn.Module):
         iuv_branch: IUVBranch,
         detection: InstanceConfig,
         suppress_background: bool,
+        region_dilation: int,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -40,11 +42,24 @@ class DDP(nn.Module):
         self.iuv_branch = iuv_branch
         self.detection = detection
         self.suppress_background = suppress_background
+        self.region_dilation = region_dilation
 
     def features(self, images: Tensor) -> tuple[OrderedDict[str, Tensor], Tensor]:
         """(B, 3, H, W) -> FPN levels p2..p5 and X_agg (B, C, H/4, W/4)."""
         pyramid = self.backbone(images)
         return pyramid, self.aggregation(pyramid)
+
+    def instance_regions(self, mask_probabilities: Tensor) -> Tensor:
+        """(N, h, w) mask probabilities (or GT coverage) -> (N, h, w) bool regions: above
+        ``mask_threshold``, dilated by ``region_dilation`` cells."""
+        regions = mask_probabilities > self.detection.mask_threshold
+        if self.region_dilation == 0 or len(regions) == 0:
+            return regions
+        size = 2 * self.region_dilation + 1
+        dilated = F.max_pool2d(
+            regions[:, None].float(), size, stride=1, padding=self.region_dilation
+        )
+        return dilated[:, 0] > 0
 
     def foreground(self, instance_masks: Tensor, image_index: Tensor, batch_size: int) -> Tensor:
         """M_fg (B, h, w) bool: union of each image's instance masks (N, h, w) bool, or all
@@ -79,9 +94,9 @@ class DDP(nn.Module):
             selected.strides,
             selected.image_index,
         )  # [N, 2, H/4, W/4]
-        instance_masks = mask_logits[:, 0].sigmoid() > cfg.mask_threshold
-        active = self.foreground(instance_masks, selected.image_index, images.shape[0])
-        iuv_logits = self.iuv_branch(x_agg, active, instance_masks, selected.image_index)
+        regions = self.instance_regions(mask_logits[:, 0].sigmoid())
+        active = self.foreground(regions, selected.image_index, images.shape[0])
+        iuv_logits = self.iuv_branch(x_agg, active, regions, selected.image_index)
         detections = Detections(
             image_index=selected.image_index,
             boxes_xyxy=selected.boxes_xyxy,
@@ -139,6 +154,7 @@ def build_ddp(
         iuv_branch=iuv_branch,
         detection=inst,
         suppress_background=config.iuv.suppress_background,
+        region_dilation=config.iuv.region_dilation,
     )
     return model.to(device)
 

@@ -118,8 +118,8 @@ def compute_losses(
         dice_loss(mask_logits[with_dp, 1], gt_dp[pos_gt[with_dp]]), mask_logits
     )
 
-    # Global IUV branch on the GT foreground, IAN over GT instance regions.
-    regions = gt_ins > 0
+    # Global IUV branch on the GT foreground, IAN over GT instance regions (section 5).
+    regions = model.instance_regions(gt_ins)
     active = model.foreground(regions, gt_image, images.shape[0])
     iuv = model.iuv_branch(x_agg, active, regions, gt_image)  # [B, 75, H/4, W/4]
     point_image, point_xy, point_part, point_uv = _active_points(targets, active)

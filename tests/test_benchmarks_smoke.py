@@ -35,6 +35,7 @@ def test_sparse_vs_dense_times_every_backend_and_checks_agreement(tmp_path):
         assert set(row["seconds"]) == {*backends, "dense"}
         assert all(seconds > 0 for seconds in row["seconds"].values())
         assert set(row["speedup"]) == set(backends)
+        assert isinstance(row["contended"], bool)
         for name in backends:
             assert row["agreement"][name]["rel_err"] < 1e-3
     assert report["rows"][1]["fraction"] == 1.0

@@ -40,10 +40,21 @@ def test_forward_shapes_and_suppressed_background():
     assert out.iuv_logits.shape == (2, NUM_IUV_LOGITS, 24, 32)
     assert out.active.shape == (2, 24, 32) and out.active.any()
     assert (out.iuv_logits[~out.active[:, None].expand_as(out.iuv_logits)] == 0).all()
-    # M_fg is the union of the thresholded instance masks of each image.
-    ins = out.detections.mask_logits[:, 0].sigmoid() > 0.3
+    # M_fg is the union of each image's instance regions.
+    regions = model.instance_regions(out.detections.mask_logits[:, 0].sigmoid())
     for b in range(2):
-        assert torch.equal(out.active[b], ins[out.detections.image_index == b].any(0))
+        assert torch.equal(out.active[b], regions[out.detections.image_index == b].any(0))
+
+
+def test_instance_regions_threshold_then_dilate_one_cell():
+    model = build_ddp(tiny_config())
+    probabilities = torch.zeros(2, 6, 6)
+    probabilities[0, 2, 3] = 0.9
+    probabilities[1, 0, 0] = 0.4  # below the 0.5 threshold
+    regions = model.instance_regions(probabilities)
+    expected = torch.zeros(2, 6, 6, dtype=torch.bool)
+    expected[0, 1:4, 2:5] = True
+    assert torch.equal(regions, expected)
 
 
 def test_without_background_suppression_every_site_is_active():

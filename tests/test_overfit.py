@@ -65,7 +65,7 @@ def test_tiny_model_overfits_toy_scenes():
     with torch.inference_mode():
         output = model(batch.images, batch.image_sizes)
     results = to_results(output, batch, mask_threshold=config.instance.mask_threshold)
-    correct = total = found = separate = 0
+    labelled = covered = correct = found = separate = 0
     for result, target in zip(results, targets, strict=True):
         iou = box_iou(target.boxes_xyxy, result.boxes_xyxy)
         hit = iou.max(dim=1).values > 0.5
@@ -79,8 +79,14 @@ def test_tiny_model_overfits_toy_scenes():
             person = int(match[target.point_instance[p]])
             x, y = (int(v) for v in target.point_xy[p].floor())
             x0, y0, x1, y1 = boxes[person].tolist()
+            predicted = 0
             if x0 <= x < x1 and y0 <= y < y1:
-                correct += int(result.parts[person][y - y0, x - x0] == target.point_part[p])
-            total += 1
+                predicted = int(result.parts[person][y - y0, x - x0])
+            labelled += 1
+            covered += predicted > 0
+            correct += predicted == int(target.point_part[p])
     assert separate > 0 and found >= separate
-    assert correct / total > 0.6, (correct, total)
+    # Where the network says "body" (M_dp), the chart is right; M_dp at 1/4 scale misses some
+    # pixels of limbs only 3-6 px wide, so coverage is the weaker number (measured: 0.70, 0.94).
+    assert covered / labelled > 0.6, (covered, labelled)
+    assert correct / covered > 0.85, (correct, covered)
