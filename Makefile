@@ -28,7 +28,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check model service tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 bench: $(STAMP)

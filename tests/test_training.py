@@ -4,11 +4,11 @@ there is nobody, and the I/U/V losses only at points the IUV branch computes."""
 import dataclasses
 
 import torch
+from toy_scenes import make_toy_batch
 
 from model.config import tiny_config
 from model.ddp import build_ddp
 from model.training import _active_points, compute_losses
-from toy_scenes import make_toy_batch
 
 TERMS = {"fcos_cls", "fcos_box", "fcos_ctr", "mask_ins", "mask_dp", "part", "uv", "smooth"}
 
