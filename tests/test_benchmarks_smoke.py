@@ -32,9 +32,9 @@ def test_sparse_vs_dense_times_every_backend_and_checks_agreement(tmp_path):
     backends = report["sparse_backends"]
     assert [row["target_fraction"] for row in report["rows"]] == [0.25, 1.0]
     for row in report["rows"]:
-        assert set(row["seconds"]) == {*backends, "dense"}
+        assert set(row["seconds"]) == {*backends, "dense", "conv2d_floor"}
         assert all(seconds > 0 for seconds in row["seconds"].values())
-        assert set(row["speedup"]) == set(backends)
+        assert set(row["speedup"]) == set(row["speedup_vs_floor"]) == set(backends)
         assert isinstance(row["contended"], bool)
         for name in backends:
             assert row["agreement"][name]["rel_err"] < 1e-3
