@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 # Until trained weights ship in weights/, the demo runs an untrained network (see README).
 DEMO_FLAGS ?= $(if $(wildcard weights/ddp_default.safetensors),,--untrained default)
 
-.PHONY: setup demo test test-fast lint bench
+# `make serve` runs the HTTP service on 127.0.0.1:8000 (same untrained fallback as the demo).
+SERVE_FLAGS ?= $(DEMO_FLAGS)
+
+.PHONY: setup demo serve test test-fast lint bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +23,9 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/ddp predict examples/toy_scene.png --out out/demo $(DEMO_FLAGS)
+
+serve: $(STAMP)
+	$(BIN)/ddp serve --host 127.0.0.1 --port 8000 $(SERVE_FLAGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

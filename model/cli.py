@@ -106,6 +106,35 @@ def _subset(result: DensePoseResult, keep: np.ndarray) -> DensePoseResult:
     )
 
 
+def _person_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        bounds = int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected A-B (e.g. 1-6), got {text!r}") from None
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"need 0 <= A <= B, got {text!r}")
+    return bounds
+
+
+def synth(args: argparse.Namespace) -> int:
+    from model.data.scene import SceneConfig
+    from model.data.synth import SynthConfig, generate
+
+    low, high = args.persons
+    scene = SceneConfig(height=args.height, width=args.width, min_persons=low, max_persons=high)
+    stats = generate(
+        args.out,
+        images=args.images,
+        clips=args.clips,
+        frames=args.frames,
+        config=SynthConfig(scene=scene, seed=args.seed),
+        workers=args.workers,
+    )
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddp", description="Direct Dense Pose")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -128,7 +157,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--score-threshold", type=float, default=0.3, help="drop persons below this")
     p.set_defaults(handler=predict)
+
+    s = commands.add_parser("serve", help="run the HTTP service (settings also from DDP_* env)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--weights", help="checkpoint (.safetensors); default: DDP_WEIGHTS or weights/")
+    s.add_argument(
+        "--untrained",
+        metavar="CONFIG",
+        choices=sorted(CONFIGS),
+        help="when the weights are missing, serve a random network of this config (demo only)",
+    )
+    s.add_argument("--device", help="auto, cpu or cuda[:N] (default: DDP_DEVICE or auto)")
+    s.set_defaults(handler=serve)
+
+    d = commands.add_parser("synth", help="render a synthetic DensePose-COCO data set")
+    d.add_argument("--out", required=True, help="output directory")
+    d.add_argument("--images", type=int, default=0, help="still images")
+    d.add_argument("--clips", type=int, default=0, help="video clips")
+    d.add_argument("--frames", type=int, default=16, help="frames per clip")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--persons", type=_person_range, default=(1, 6), help="people per image, A-B")
+    d.add_argument("--height", type=int, default=384)
+    d.add_argument("--width", type=int, default=512)
+    d.add_argument("--workers", type=int, default=2, help="processes (one torch thread each)")
+    d.set_defaults(handler=synth)
     return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    from service.server import serve as run_service  # the service's dependencies are an extra
+
+    run_service(
+        host=args.host,
+        port=args.port,
+        weights=args.weights,
+        untrained_config=args.untrained,
+        device=args.device,
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

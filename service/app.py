@@ -1,0 +1,42 @@
+"""The app factory: ``create_app(settings)``; ``uvicorn --factory service.app:create_app``
+reads the settings from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.errors import install_error_handlers
+from service.metrics import ServiceMetrics
+from service.middleware import RequestMetricsMiddleware
+from service.routes import densepose, health, metrics, model_info
+from service.settings import Settings, get_settings
+from service.state import ServiceState
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app with its own metrics registry; the model loads when the app starts."""
+    state = ServiceState(settings or get_settings(), ServiceMetrics())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(
+        title="DDP dense pose service",
+        summary="Direct Dense Pose: I, U, V and an instance mask per person, batched.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    install_error_handlers(app)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    for module in (densepose, health, model_info, metrics):
+        app.include_router(module.router)
+    return app

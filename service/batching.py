@@ -1,0 +1,244 @@
+"""Dynamic batching: one bounded asyncio queue, one batcher task, one model thread.
+
+``submit`` puts a request in the queue (or refuses it at once when the queue is full) and
+waits for its future until the request's deadline. The batcher takes the first waiting
+request, then more until it has ``max_batch_size`` or ``max_wait_s`` has passed, drops the
+requests nobody waits for any more (cancelled: deadline passed or client gone), groups the
+rest by ``group_key`` (requests of one group are computed together), runs each group in the
+model thread and resolves every future. A group that fails is retried one request at a
+time, so a bad request fails alone; the batcher task itself never dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
+
+from service.metrics import ServiceMetrics
+
+logger = logging.getLogger(__name__)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+RejectReason = Literal["queue_full", "deadline", "shutting_down"]
+
+
+class Rejected(Exception):
+    """A request the batcher did not compute, and why."""
+
+    def __init__(self, reason: RejectReason, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class Batched(Generic[Out]):
+    """One request's output and what it cost."""
+
+    value: Out
+    queue_s: float
+    """From ``submit`` to the start of its batch."""
+    model_s: float
+    """Duration of the batch it was computed in."""
+    batch_size: int
+
+
+@dataclass
+class _Job(Generic[In, Out]):
+    item: In
+    future: asyncio.Future[Batched[Out]]
+    enqueued_at: float
+    deadline: float
+    started_at: float = field(default=0.0)
+
+
+class Batcher(Generic[In, Out]):
+    """Batches ``submit``-ted items into calls of ``run_batch(items) -> outputs`` (same order)."""
+
+    def __init__(
+        self,
+        run_batch: Callable[[list[In]], Sequence[Out]],
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        queue_size: int,
+        metrics: ServiceMetrics,
+        group_key: Callable[[In], Hashable] | None = None,
+    ) -> None:
+        self._run_batch = run_batch
+        self._max_batch_size = max_batch_size
+        self._max_wait_s = max_wait_s
+        self._group_key = group_key
+        self._metrics = metrics
+        self._queue: asyncio.Queue[_Job[In, Out]] = asyncio.Queue(maxsize=queue_size)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddp-model")
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._recent_batch_s = 0.0
+        metrics.track_queue_depth(self._queue.qsize)
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="ddp-batcher")
+
+    async def submit(self, item: In, *, timeout_s: float) -> Batched[Out]:
+        """Compute ``item`` in some batch; cancelling the caller drops it if not yet started.
+
+        Raises:
+            Rejected: queue full or shutting down (at once), or the deadline passed.
+            Exception: whatever ``run_batch`` raised for this item alone.
+        """
+        if self._closing:
+            raise self._reject("shutting_down", "the service is shutting down")
+        now = time.monotonic()
+        future: asyncio.Future[Batched[Out]] = asyncio.get_running_loop().create_future()
+        job = _Job(item, future, enqueued_at=now, deadline=now + timeout_s)
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise self._reject(
+                "queue_full",
+                f"{self._queue.maxsize} requests are already waiting: retry later",
+                retry_after_s=self._retry_after_s(),
+            ) from None
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await job.future
+        except TimeoutError:
+            raise self._reject(
+                "deadline", f"no result within the request timeout of {timeout_s:g} s"
+            ) from None
+
+    async def stop(self, *, drain_timeout_s: float) -> None:
+        """Refuse new requests, let the queued ones finish (up to the timeout), then stop."""
+        self._closing = True
+        try:
+            async with asyncio.timeout(drain_timeout_s):
+                await self._queue.join()
+        except TimeoutError:
+            logger.warning("shutdown: %d queued requests not computed in time", self.depth)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            self._fail(job, Rejected("shutting_down", "the service shut down"))
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _reject(self, reason: RejectReason, message: str, *, retry_after_s: int = 1) -> Rejected:
+        self._metrics.rejections.labels(reason=reason).inc()
+        return Rejected(reason, message, retry_after_s=retry_after_s)
+
+    def _retry_after_s(self) -> int:
+        batches_ahead = self.depth / self._max_batch_size + 1
+        return max(1, math.ceil(batches_ahead * self._recent_batch_s))
+
+    async def _loop(self) -> None:
+        while True:
+            jobs = await self._collect()
+            try:
+                await self._process(jobs)
+            except Exception:  # a bug in this module must not stop the service
+                logger.exception("batcher: unexpected error; failing the batch's requests")
+                for job in jobs:
+                    self._fail(job, RuntimeError("internal batching error"))
+            finally:
+                for _ in jobs:
+                    self._queue.task_done()
+
+    async def _collect(self) -> list[_Job[In, Out]]:
+        """The first waiting job, then more until the batch is full or the window closes."""
+        jobs = [await self._queue.get()]
+        window_end = time.monotonic() + self._max_wait_s
+        while len(jobs) < self._max_batch_size:
+            if self._queue.empty():
+                remaining = window_end - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        jobs.append(await self._queue.get())
+                except TimeoutError:
+                    break
+            else:
+                jobs.append(self._queue.get_nowait())
+        return jobs
+
+    async def _process(self, jobs: list[_Job[In, Out]]) -> None:
+        now = time.monotonic()
+        live = []
+        for job in jobs:
+            if job.future.done():  # cancelled: deadline passed or the client went away
+                continue
+            if now >= job.deadline:
+                self._fail(job, self._reject("deadline", "the request timed out in the queue"))
+                continue
+            job.started_at = now
+            self._metrics.queue_wait.observe(now - job.enqueued_at)
+            live.append(job)
+        for group in self._groups(live):
+            await self._run_group(group, retry_alone=len(group) > 1)
+
+    def _groups(self, jobs: list[_Job[In, Out]]) -> list[list[_Job[In, Out]]]:
+        if self._group_key is None:
+            return [jobs] if jobs else []
+        groups: dict[Hashable, list[_Job[In, Out]]] = {}
+        for job in jobs:
+            groups.setdefault(self._group_key(job.item), []).append(job)
+        return list(groups.values())
+
+    async def _run_group(self, jobs: list[_Job[In, Out]], *, retry_alone: bool) -> None:
+        jobs = [job for job in jobs if not job.future.done()]
+        if not jobs:
+            return
+        loop = asyncio.get_running_loop()
+        items = [job.item for job in jobs]
+        try:
+            outputs, seconds = await loop.run_in_executor(
+                self._executor, _timed, self._run_batch, items
+            )
+        except Exception as error:
+            if retry_alone:
+                logger.warning("batch of %d failed (%r); retrying one by one", len(jobs), error)
+                for job in jobs:
+                    await self._run_group([job], retry_alone=False)
+                return
+            for job in jobs:
+                self._fail(job, error)
+            return
+        self._recent_batch_s = seconds
+        self._metrics.forward_time.labels(batch_size=str(len(jobs))).observe(seconds)
+        self._metrics.batch_size.observe(len(jobs))
+        for job, output in zip(jobs, outputs, strict=True):
+            if not job.future.done():
+                job.future.set_result(
+                    Batched(output, job.started_at - job.enqueued_at, seconds, len(jobs))
+                )
+
+    @staticmethod
+    def _fail(job: _Job[In, Out], error: BaseException) -> None:
+        if not job.future.done():
+            job.future.set_exception(error)
+
+
+def _timed(
+    run_batch: Callable[[list[In]], Sequence[Out]], items: list[In]
+) -> tuple[Sequence[Out], float]:
+    """Run in the model thread; the output count must match the input count."""
+    start = time.perf_counter()
+    outputs = run_batch(items)
+    if len(outputs) != len(items):
+        raise RuntimeError(f"run_batch returned {len(outputs)} outputs for {len(items)} inputs")
+    return outputs, time.perf_counter() - start

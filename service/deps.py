@@ -1,0 +1,22 @@
+"""Dependencies of the routes, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.state import LoadedModel, ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+def get_model(state: Annotated[ServiceState, Depends(get_state)]) -> LoadedModel:
+    return state.model
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+ModelDep = Annotated[LoadedModel, Depends(get_model)]

@@ -1,0 +1,30 @@
+"""What is served: config, weights checksum, device, sparse backend, batching settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi import APIRouter
+
+from service.deps import ModelDep, StateDep
+from service.inference import batch_size_for
+
+router = APIRouter(tags=["model"])
+
+
+@router.get("/v1/model", summary="The served model and how requests are batched")
+async def model_info(model: ModelDep, state: StateDep) -> dict[str, Any]:
+    settings = state.settings
+    return dataclasses.asdict(model.info) | {
+        "batching": {
+            "max_batch_size": batch_size_for(settings, model.predictor.device),
+            "max_wait_ms": settings.max_wait_ms,
+            "queue_size": settings.queue_size,
+            "request_timeout_s": settings.request_timeout_s,
+        },
+        "limits": {
+            "max_upload_bytes": settings.max_upload_bytes,
+            "max_image_pixels": settings.max_image_pixels,
+        },
+    }

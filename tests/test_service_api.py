@@ -1,0 +1,300 @@
+"""The HTTP API through ``TestClient``: answers, options, errors, health, model info, metrics."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from model.encoding import decode_iuv_png, decode_mask_png, npz_bytes_to_arrays
+from service.app import create_app
+from service.client import encode_upload
+from service.settings import Settings
+from service.testing import bomb_png, encode, random_image, tiny_checkpoint
+
+MAX_UPLOAD_BYTES = 200_000
+MAX_PIXELS = 1_000_000
+
+
+def wait_ready(client: TestClient, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/readyz").json()
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("weights") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def client(weights: Path) -> Iterator[TestClient]:
+    settings = Settings(
+        weights=weights,
+        max_upload_bytes=MAX_UPLOAD_BYTES,
+        max_image_pixels=MAX_PIXELS,
+        max_wait_ms=0,
+    )
+    with TestClient(create_app(settings)) as test_client:
+        wait_ready(test_client)
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def png() -> bytes:
+    return encode(random_image(0))
+
+
+def post(client: TestClient, data: bytes, *, params: str = "", **headers: str):  # type: ignore[no-untyped-def]
+    return client.post(
+        f"/densepose{params}", files={"file": ("x", data, "image/png")}, headers=headers
+    )
+
+
+def assert_error(response, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["message"]
+
+
+# -- answers ------------------------------------------------------------------------------
+
+
+def test_json_answer(client: TestClient, png: bytes) -> None:
+    response = post(client, png)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["image"] == {"height": 96, "width": 128}
+    assert (
+        body["model_id"].startswith("tiny@") and body["model_id"] == response.headers["x-model-id"]
+    )
+    assert set(body["timings"]) == {"decode_s", "queue_s", "model_s", "encode_s", "batch_size"}
+    assert len(body["persons"]) == 3
+    scores = [p["score"] for p in body["persons"]]
+    assert scores == sorted(scores, reverse=True)
+    for person in body["persons"]:
+        x0, y0, x1, y1 = person["box_int"]
+        parts, uv = decode_iuv_png(base64.b64decode(person["iuv_png_base64"]))
+        mask = decode_mask_png(base64.b64decode(person["mask_png_base64"]))
+        assert parts.shape == mask.shape == (y1 - y0, x1 - x0) and uv.shape[0] == 2
+    assert "model;dur=" in response.headers["server-timing"]
+
+
+def test_raw_body_upload_equals_multipart(client: TestClient, png: bytes) -> None:
+    raw = client.post("/densepose", content=png, headers={"content-type": "image/png"})
+    assert raw.status_code == 200
+    assert raw.json()["persons"] == post(client, png).json()["persons"]
+
+
+def test_npz_answer_by_accept_header(client: TestClient, png: bytes) -> None:
+    response = post(client, png, accept="application/x-npz")
+    assert response.headers["content-type"] == "application/x-npz"
+    arrays = npz_bytes_to_arrays(response.content)
+    assert arrays["masks"].shape == (3, 96, 128) and arrays["u"].dtype == np.float32
+    assert set(arrays) == {"boxes_xyxy", "scores", "masks", "parts", "u", "v"}
+
+
+def test_png_overlay_by_format_option(client: TestClient, png: bytes) -> None:
+    response = post(client, png, params="?format=png", accept="application/json")
+    assert response.headers["content-type"] == "image/png"
+    assert response.content.startswith(b"\x89PNG")
+
+
+def test_unsatisfiable_accept_is_406(client: TestClient, png: bytes) -> None:
+    assert_error(post(client, png, accept="text/html"), 406, "not_acceptable")
+
+
+def test_options_select_persons_and_outputs(client: TestClient, png: bytes) -> None:
+    body = post(client, png, params="?max_persons=2&outputs=mask").json()
+    assert len(body["persons"]) == 2
+    assert all("iuv_png_base64" not in p and "mask_png_base64" in p for p in body["persons"])
+
+
+def test_zero_persons_is_200_with_empty_list(client: TestClient, png: bytes) -> None:
+    response = post(client, png, params="?score_threshold=1.0")
+    assert response.status_code == 200 and response.json()["persons"] == []
+    arrays = npz_bytes_to_arrays(post(client, png, params="?score_threshold=1&format=npz").content)
+    assert arrays["masks"].shape == (0, 96, 128)
+
+
+def test_client_encodes_arrays_as_png() -> None:
+    image = random_image(3, 10, 12)
+    assert encode_upload(image).startswith(b"\x89PNG")
+
+
+# -- bad input: each a clear JSON error, and the service keeps serving ---------------------
+
+
+def half(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+BAD_UPLOADS = {
+    "empty": (b"", 400, "empty_body"),
+    "not_an_image": (b"hello, world" * 10, 415, "unsupported_image"),
+    "truncated_jpeg": (half(encode(random_image(1), "JPEG")), 400, "corrupt_image"),
+    "truncated_png": (half(encode(random_image(1))), 400, "corrupt_image"),
+    "bomb_100k_x_100k": (bomb_png(100_000, 100_000), 413, "too_many_pixels"),
+    "over_pixel_limit": (bomb_png(1001, 1000), 413, "too_many_pixels"),
+    "over_byte_limit": (b"\xff\xd8" + bytes(MAX_UPLOAD_BYTES), 413, "upload_too_large"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_UPLOADS))
+def test_bad_upload(client: TestClient, png: bytes, name: str) -> None:
+    data, status, code = BAD_UPLOADS[name]
+    assert_error(post(client, data), status, code)
+    raw = client.post("/densepose", content=data, headers={"content-type": "image/jpeg"})
+    assert_error(raw, status, code)
+    assert post(client, png).status_code == 200
+
+
+def test_wrong_content_type(client: TestClient, png: bytes) -> None:
+    response = client.post("/densepose", content=png, headers={"content-type": "text/plain"})
+    assert_error(response, 415, "unsupported_media_type")
+    assert_error(client.post("/densepose", content=png), 415, "unsupported_media_type")
+
+
+def test_multipart_without_file_part(client: TestClient) -> None:
+    response = client.post("/densepose", files={"image": ("x", b"abc", "image/png")})
+    assert_error(response, 400, "missing_file")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        "?score_threshold=1.5",
+        "?score_threshold=-0.1",
+        "?score_threshold=abc",
+        "?max_persons=0",
+        "?max_persons=101",
+        "?outputs=skeleton",
+        "?format=gif",
+        "?unknown_option=1",
+    ],
+)
+def test_absurd_options_are_422(client: TestClient, png: bytes, params: str) -> None:
+    response = post(client, png, params=params)
+    assert_error(response, 422, "invalid_request")
+    assert params[1:].split("=")[0] in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("kind", ["L", "RGBA", "I;16"])
+def test_grayscale_rgba_16bit_are_accepted(client: TestClient, kind: str) -> None:
+    image = random_image(2)
+    converted = {
+        "L": image[..., 0],
+        "RGBA": np.dstack([image, np.full(image.shape[:2], 255, np.uint8)]),
+        "I;16": image[..., 0].astype(np.uint16) * 257,
+    }[kind]
+    response = post(client, encode(converted))
+    assert response.status_code == 200
+    assert response.json()["image"] == {"height": 96, "width": 128}
+
+
+def test_exif_orientation_is_honoured(client: TestClient) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 128 × 96, shown 96 × 128
+    response = post(client, encode(random_image(4), "JPEG", exif=exif))
+    assert response.json()["image"] == {"height": 128, "width": 96}
+
+
+# -- health, model, metrics, docs -----------------------------------------------------------
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "alive"}
+    ready = client.get("/readyz").json()
+    assert ready["ready"] is True and ready["model_id"].startswith("tiny@")
+
+
+def test_model_info(client: TestClient, weights: Path) -> None:
+    info = client.get("/v1/model").json()
+    assert info["config"]["name"] == "tiny"
+    assert info["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert info["device"] == "cpu" and info["sparse_backend"] in ("torch", "spconv", "dense")
+    assert info["batching"]["max_batch_size"] == 1  # the CPU default
+
+
+def test_metrics_by_person_bucket(client: TestClient, png: bytes) -> None:
+    for persons in (1, 2, 3):
+        post(client, png, params=f"?max_persons={persons}")
+    post(client, png, params="?score_threshold=1")
+    text = client.get("/metrics").text
+    for bucket in ("0", "1", "2", "3-4"):
+        assert (
+            f'ddp_request_duration_seconds_count{{endpoint="/densepose",persons="{bucket}"}}'
+            in text
+        )
+    for name in (
+        "ddp_model_forward_seconds_bucket{batch_size=",
+        "ddp_queue_wait_seconds_count",
+        "ddp_queue_depth",
+        "ddp_batch_size_count",
+        "ddp_persons_per_image_count",
+        'ddp_requests_total{endpoint="/densepose",status="4xx"}',
+        "ddp_model_info{",
+    ):
+        assert name in text, name
+
+
+def test_openapi_documents_the_options(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/densepose"]["post"]
+    names = {p["name"] for p in operation["parameters"]}
+    assert names == {"score_threshold", "max_persons", "outputs", "format"}
+    assert "multipart/form-data" in operation["requestBody"]["content"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_unknown_path_is_json_404(client: TestClient) -> None:
+    assert_error(client.get("/nope"), 404, "not_found")
+
+
+# -- start-up ------------------------------------------------------------------------------
+
+
+def test_missing_weights_fail_at_start_with_a_clear_message(tmp_path: Path) -> None:
+    app = create_app(Settings(weights=tmp_path / "missing.safetensors"))
+    with pytest.raises(FileNotFoundError, match="DDP_UNTRAINED_CONFIG"), TestClient(app):
+        pass
+
+
+def test_untrained_config_serves_when_weights_are_missing(tmp_path: Path, png: bytes) -> None:
+    settings = Settings(weights=tmp_path / "missing.safetensors", untrained_config="tiny")
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        assert client.get("/v1/model").json()["model_id"] == "tiny@untrained"
+        assert post(client, png).status_code == 200
+
+
+def test_not_ready_until_loaded(weights: Path, png: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.state
+
+    release = threading.Event()
+    original = service.state.load_predictor
+
+    def slow_load(settings: Settings):  # type: ignore[no-untyped-def]
+        release.wait(10)
+        return original(settings)
+
+    monkeypatch.setattr(service.state, "load_predictor", slow_load)
+    with TestClient(create_app(Settings(weights=weights))) as client:
+        assert client.get("/healthz").status_code == 200
+        response = client.get("/readyz")
+        assert response.status_code == 503 and response.json()["status"] == "loading"
+        assert_error(post(client, png), 503, "not_ready")
+        release.set()
+        wait_ready(client)
+        assert json.loads(post(client, png).text)["persons"]
