@@ -88,22 +88,11 @@ def predict(args: argparse.Namespace) -> int:
     for path in tqdm(args.images, desc="predict", unit="image", file=sys.stderr):
         image = read_image_rgb(Path(path))
         result = predictor([image])[0]
-        keep = result.scores >= args.score_threshold
-        result = _subset(result, keep)
+        keep = torch.nonzero(result.scores >= args.score_threshold).flatten()
+        result = result.select(keep.tolist())
         write_prediction(image, result, out_dir, Path(path).stem)
         tqdm.write(f"{path}: {len(result)} person(s) -> {out_dir}", file=sys.stderr)
     return 0
-
-
-def _subset(result: DensePoseResult, keep: np.ndarray) -> DensePoseResult:
-    indices = [i for i, k in enumerate(keep.tolist()) if k]
-    return DensePoseResult(
-        boxes_xyxy=result.boxes_xyxy[indices],
-        scores=result.scores[indices],
-        masks=result.masks[indices],
-        parts=[result.parts[i] for i in indices],
-        uv=[result.uv[i] for i in indices],
-    )
 
 
 def _person_range(text: str) -> tuple[int, int]:

@@ -7,6 +7,7 @@ Boxes are ``xyxy`` in absolute pixels of the image they refer to.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import torch
@@ -135,6 +136,17 @@ class DensePoseResult:
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
+
+    def select(self, indices: Sequence[int]) -> DensePoseResult:
+        """The persons at ``indices``, in that order."""
+        keep = list(indices)
+        return DensePoseResult(
+            boxes_xyxy=self.boxes_xyxy[keep],
+            scores=self.scores[keep],
+            masks=self.masks[keep],
+            parts=[self.parts[i] for i in keep],
+            uv=[self.uv[i] for i in keep],
+        )
 
     def integer_boxes(self) -> Tensor:
         """(N, 4) int64 ``x0, y0, x1, y1`` of the crops ``parts`` and ``uv`` cover."""

@@ -109,11 +109,4 @@ def select_persons(
     order = torch.argsort(result.scores, descending=True, stable=True)
     if score_threshold is not None:
         order = order[result.scores[order] >= score_threshold]
-    keep = order[:max_persons].tolist()
-    return DensePoseResult(
-        boxes_xyxy=result.boxes_xyxy[keep],
-        scores=result.scores[keep],
-        masks=result.masks[keep],
-        parts=[result.parts[i] for i in keep],
-        uv=[result.uv[i] for i in keep],
-    )
+    return result.select(order[:max_persons].tolist())
