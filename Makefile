@@ -16,7 +16,7 @@ SERVE_FLAGS ?= $(DEMO_FLAGS)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[spconv,service,eval,bench,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[spconv,service,eval,bench,data,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

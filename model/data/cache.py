@@ -1,0 +1,18 @@
+"""Where the data engine keeps its caches: ``$DDP_CACHE_DIR``, else ``.cache/`` in the checkout.
+
+Nothing here is ever committed (``.cache/`` is git-ignored); every cache can be rebuilt.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_CHECKOUT = Path(__file__).resolve().parent.parent.parent
+
+
+def cache_dir() -> Path:
+    """The project cache directory (created on first use)."""
+    path = Path(os.environ.get("DDP_CACHE_DIR", _CHECKOUT / ".cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
