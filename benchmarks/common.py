@@ -42,12 +42,12 @@ Case = Callable[[StageClock], object]
 """One timed unit of work; it calls ``clock.lap(stage)`` at the end of each of its stages."""
 
 
-def whole(fn: Callable[[], object], stage: str = "total") -> Case:
-    """A case of a single stage: ``fn()``."""
+def whole(fn: Callable[[], object]) -> Case:
+    """A case of a single stage, ``total``: ``fn()``."""
 
     def case(clock: StageClock) -> None:
         fn()
-        clock.lap(stage)
+        clock.lap("total")
 
     return case
 
@@ -127,17 +127,6 @@ def person_masks(height: int, width: int, *, persons: int, fraction: float) -> T
         middle = (low + high) / 2
         low, high = (middle, high) if covered(middle) < fraction else (low, middle)
     return draw(high)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"96x128"`` -> (96, 128), height first."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"expected a size HxW such as 96x128, got {text!r}") from None
-    if height < 1 or width < 1:
-        raise ValueError(f"sizes must be positive, got {text!r}")
-    return height, width
 
 
 def environment(*, module: str, argv: Sequence[str], threads: int) -> dict[str, Any]:

@@ -10,15 +10,19 @@ Backends, all on the SAME module and weights, switched with ``set_backend`` befo
 
 * the sparse backend ``auto`` resolves to on the CPU, and ``spconv`` when it is importable
   and ``resolve_backend`` allows it on the CPU (it pins itself to 1 thread per call);
-* ``dense``: each submanifold conv as scatter -> ``F.conv2d`` over all h x w -> gather (the
-  paper's "w/o Sparse" conv cost; at fraction 1 the whole branch is that ablation).
+* ``dense``: each submanifold conv as scatter -> ``F.conv2d`` over all h x w -> gather, the
+  project's reference path (at fraction 1, its version of the paper's "w/o Sparse" ablation).
 
-Each (config, size, fraction) group runs its backends and a float32 matmul
+Each (config, size, fraction) group runs its backends, a "conv2d floor" (the branch's convs
+alone as ``F.conv2d`` over the whole map: a lower bound of any dense IUV branch, which the
+``dense`` backend's per-layer scatter/gather and IAN sit above) and a float32 matmul
 (``--matmul-size``, the machine's reference GFLOP/s) in interleaved rounds; medians are
-reported. Conv FLOPs: 2 * M * k*k * C_in * C_out per submanifold layer for the sparse
-backends (M active sites), 2 * h*w * k*k * C_in * C_out for dense; GFLOP/s divide them by the
-whole branch's time (gathers, IAN and the 1x1 predictor included). Agreement: each sparse
-backend's 75 logits against dense's at the active sites (max abs diff, ||diff|| / ||dense||).
+reported. The machine is shared: a group whose matmul runs below 75 % of the best seen is run
+again (``--retries``) and flagged if it stays slow. Conv FLOPs: 2 * M * k*k * C_in * C_out per
+submanifold layer for the sparse backends (M active sites), 2 * h*w * k*k * C_in * C_out for
+dense and the floor; GFLOP/s divide them by the measured time (for the backends: the whole
+branch's, gathers, IAN and the 1x1 predictor included). Agreement: each sparse backend's 75
+logits against dense's at the active sites (max abs diff, ||diff|| / ||dense||).
 """
 
 from __future__ import annotations
@@ -44,7 +48,6 @@ from benchmarks.common import (
     interleaved,
     markdown_table,
     medians,
-    parse_size,
     person_masks,
     whole,
     write_outputs,
@@ -60,9 +63,12 @@ MATMUL = "matmul"
 CPU = torch.device("cpu")
 EXPECTED = {"fraction": 0.25, "min_speedup": 3.0}
 """The project's stated expectation: at 25 % foreground, sparse >= 3x faster than dense."""
+NOISY_ABOVE_MIN = 1.25
+"""A case whose median exceeds its fastest round by more than this factor marks its row
+as noisy: at least half its rounds were slowed by something."""
 CONTENDED_BELOW = 0.75
-"""A group whose matmul ran below this share of the run's fastest group's GFLOP/s shared the
-CPU with other work: its times are flagged (ratios within it are still side by side)."""
+"""A group whose matmul ran below this share of the best matmul GFLOP/s seen in the run shared
+the CPU with other work: it is run again (``--retries``), and flagged if it stays so."""
 
 
 @dataclass
@@ -171,7 +177,6 @@ def benchmark_group(
         "sparse": conv_flops(branch, work.sites),
         DENSE: conv_flops(branch, work.active.numel()),
     }
-    matmul_flops = 2 * matmul[0].shape[0] * matmul[0].shape[1] * matmul[1].shape[1]
     return {
         "fraction": float(work.active.double().mean()),
         "active_sites": work.sites,
@@ -184,11 +189,49 @@ def benchmark_group(
             for name in (*backends, DENSE)
         } | {FLOOR: flops[DENSE] / seconds[FLOOR] / 1e9},
         "conv_gflop": {key: value / 1e9 for key, value in flops.items()},
-        "matmul_gflops": matmul_flops / seconds[MATMUL] / 1e9,
+        "matmul_gflops": matmul_flops(matmul) / seconds[MATMUL] / 1e9,
         "agreement": {
             name: agreement(outputs[name], outputs[DENSE], work.active) for name in backends
         },
     }
+
+
+def noisy(row: dict[str, Any]) -> bool:
+    """Whether some timed case's median is above :data:`NOISY_ABOVE_MIN` x its fastest round."""
+    return any(
+        statistics.median(runs) > NOISY_ABOVE_MIN * min(runs) for runs in row["samples_s"].values()
+    )
+
+
+def matmul_flops(matmul: tuple[Tensor, Tensor]) -> float:
+    return float(2 * matmul[0].shape[0] * matmul[0].shape[1] * matmul[1].shape[1])
+
+
+def calibrate(matmul: tuple[Tensor, Tensor], *, repeats: int) -> float:
+    """GFLOP/s of the reference matmul before any group runs."""
+    runs = interleaved({MATMUL: whole(lambda: torch.mm(*matmul))}, repeats=repeats)[MATMUL]
+    return matmul_flops(matmul) / medians(runs)["total"] / 1e9
+
+
+def least_contended_group(
+    branch: IUVBranch, work: Workload, backends: Sequence[str], *, repeats: int,
+    matmul: tuple[Tensor, Tensor], reference_gflops: float, retries: int,
+) -> dict[str, Any]:
+    """:func:`benchmark_group`, run again up to ``retries`` times while its matmul shows
+    contention against ``reference_gflops``; the attempt whose matmul ran fastest."""
+    attempts: list[dict[str, Any]] = []
+    for _ in range(1 + retries):
+        attempts.append(
+            benchmark_group(branch, work, backends, repeats=repeats, matmul=matmul)
+        )
+        if attempts[-1]["matmul_gflops"] >= CONTENDED_BELOW * reference_gflops:
+            break
+        print(f"  contended (matmul {attempts[-1]['matmul_gflops']:.0f} GFLOP/s), again")
+    return max(attempts, key=lambda group: group["matmul_gflops"]) | {"attempts": len(attempts)}
+
+
+def _flags(row: dict[str, Any]) -> str:
+    return ("(!)" if row["contended"] else "") + ("(~)" if noisy(row) else "")
 
 
 def flag_contention(rows: Sequence[dict[str, Any]]) -> None:
@@ -223,7 +266,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     for (config, channels, size), rows in _by_table(report["rows"]).items():
         table = [
             [
-                f"{100 * row['fraction']:.1f} %{' (!)' if row['contended'] else ''}",
+                f"{100 * row['fraction']:.1f} % {_flags(row)}".strip(),
                 str(row["active_sites"]), name,
                 f"{row['seconds'][name]:.4f}", f"{row['seconds'][DENSE]:.4f}",
                 f"{row['speedup'][name]:.2f}x", f"{row['seconds'][FLOOR]:.4f}",
@@ -264,7 +307,9 @@ def _intro(report: dict[str, Any]) -> str:
         f"(`auto` = `{backends[0]}`). Speed-up = dense s / sparse s. Floor s: the branch's",
         "convs alone as `F.conv2d` on the whole map, a lower bound of any dense branch;",
         "vs floor = floor s / sparse s. (!) marks a group whose matmul ran below",
-        f"{100 * CONTENDED_BELOW:g} % of the best group's GFLOP/s: other work shared the CPU.",
+        f"{100 * CONTENDED_BELOW:g} % of the best group's GFLOP/s: other work shared the CPU;",
+        f"(~) one where some case's median is over {NOISY_ABOVE_MIN:g}x its fastest round:",
+        "read its medians with care.",
     ])
 
 
@@ -298,6 +343,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``"96x128"`` -> (96, 128), height first."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"expected a size HxW such as 96x128, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"sizes must be positive, got {text!r}")
+    return height, width
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for sparse_vs_dense.*")
@@ -316,6 +372,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--persons", type=int, default=3)
     parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument(
+        "--retries", type=int, default=2,
+        help="extra attempts for a group whose reference matmul shows a contended CPU",
+    )
     return parser.parse_args(argv)
 
 
@@ -326,25 +386,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     configure_torch(args.threads)
     env = environment(module=MODULE, argv=argv, threads=args.threads)
     backends = sparse_backends()
-    matmul = (torch.randn(args.matmul_size, args.matmul_size),) * 2
-    rows = []
     with torch.inference_mode():
-        for name in args.configs:
-            config = get_config(name)
-            branch = build_branch(config)
-            for size in args.sizes:
-                for fraction in args.fractions:
-                    work = Workload.make(
-                        config.aggregation.channels, size, fraction=fraction, persons=args.persons
-                    )
-                    group = benchmark_group(
-                        branch, work, backends, repeats=args.repeats, matmul=matmul
-                    )
-                    rows.append({
-                        "config": name, "channels": config.iuv.channels, "size": list(size),
-                        "target_fraction": fraction, **group,
-                    })
-                    print(_progress(rows[-1], backends))
+        rows = run_groups(args, backends)
     flag_contention(rows)
     report = {
         "environment": env,
@@ -361,6 +404,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     write_outputs(args.out, "sparse_vs_dense", report, markdown=render_markdown, plot=plot)
     return report
+
+
+def run_groups(args: argparse.Namespace, backends: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per (config, size, fraction), in that order."""
+    matmul = (torch.randn(args.matmul_size, args.matmul_size),) * 2
+    reference = calibrate(matmul, repeats=args.repeats)
+    rows: list[dict[str, Any]] = []
+    for name in args.configs:
+        config = get_config(name)
+        branch = build_branch(config)
+        for size in args.sizes:
+            for fraction in args.fractions:
+                work = Workload.make(
+                    config.aggregation.channels, size, fraction=fraction, persons=args.persons
+                )
+                group = least_contended_group(
+                    branch, work, backends, repeats=args.repeats, matmul=matmul,
+                    reference_gflops=reference, retries=args.retries,
+                )
+                reference = max(reference, group["matmul_gflops"])
+                rows.append({
+                    "config": name, "channels": config.iuv.channels, "size": list(size),
+                    "target_fraction": fraction, **group,
+                })
+                print(_progress(rows[-1], backends))
+    return rows
 
 
 def _progress(row: dict[str, Any], backends: Sequence[str]) -> str:

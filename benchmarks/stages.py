@@ -246,7 +246,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         share_bottoms = [b + v for b, v in zip(share_bottoms, shares, strict=True)]
     for name, total in zip(names, bottoms, strict=True):
         seconds_axes.annotate(f"{total:.3f} s", (name, total), ha="center", va="bottom")
-    seconds_axes.set_ylabel("median seconds (batch 1)")
+    seconds_axes.set_ylabel("stage medians, stacked (s, batch 1)")
     seconds_axes.set_title("forward time by stage")
     share_axes.set_ylabel("% of the stage sum")
     share_axes.set_title("share of each stage")
