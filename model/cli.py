@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -124,28 +126,77 @@ def synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate(args: argparse.Namespace) -> int:
+    from model.data.loader import DensePoseCocoDataset
+    from model.evaluation.evaluator import DensePoseEvaluator, format_summary
+    from model.evaluation.geodesic import load_body_geodesics
+
+    annotations = Path(args.data) / "annotations.json"
+    if not annotations.is_file():
+        raise SystemExit(f"error: no {annotations} (write a set with `ddp synth --out DIR`)")
+    if args.limit is not None and args.limit < 1:
+        raise SystemExit(f"error: --limit must be >= 1, got {args.limit}")
+    predictor = _predictor(args)
+    dataset = DensePoseCocoDataset(annotations)
+    evaluator = DensePoseEvaluator(dataset, load_body_geodesics(), kappa=args.kappa)
+    count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    start = time.monotonic()
+    for index in tqdm(range(count), desc="eval", unit="image", file=sys.stderr):
+        evaluator.add(index, predictor([dataset.image_rgb(index)])[0])
+    seconds = time.monotonic() - start
+    metrics = evaluator.summary()
+    print(format_summary(metrics))
+    if args.json:
+        report = {
+            "data": str(args.data),
+            "network": f"untrained {args.untrained}" if args.untrained else str(args.weights),
+            "images": count,
+            "kappa": "per part" if args.kappa is None else args.kappa,
+            "seconds": round(seconds, 2),
+            **{k: None if math.isnan(v) else round(v, 3) for k, v in metrics.items()},
+        }
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint (.safetensors)")
+    parser.add_argument(
+        "--untrained",
+        metavar="CONFIG",
+        choices=sorted(CONFIGS),
+        help="use a random network of this config instead of weights (plumbing check)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "fp16", "bf16"],
+        help="autocast precision on CUDA (the CPU always runs fp32)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddp", description="Direct Dense Pose")
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("predict", help="dense pose of images -> IUV PNG, masks, JSON, overlay")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint (.safetensors)")
-    p.add_argument(
-        "--untrained",
-        metavar="CONFIG",
-        choices=sorted(CONFIGS),
-        help="use a random network of this config instead of weights (plumbing check)",
-    )
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    p.add_argument(
-        "--precision",
-        default="fp32",
-        choices=["fp32", "fp16", "bf16"],
-        help="autocast precision on CUDA (the CPU always runs fp32)",
-    )
+    _add_network_arguments(p)
     p.add_argument("--score-threshold", type=float, default=0.3, help="drop persons below this")
     p.set_defaults(handler=predict)
+
+    e = commands.add_parser("eval", help="GPS AP/AR and mask AP on a DensePose-COCO directory")
+    e.add_argument("--data", required=True, help="directory with annotations.json (ddp synth)")
+    _add_network_arguments(e)
+    e.add_argument("--json", help="write the metrics here")
+    e.add_argument("--limit", type=int, help="evaluate the first N images only")
+    e.add_argument(
+        "--kappa",
+        type=float,
+        help="one GPS normaliser in metres (0.255: the DensePose paper's); default: per part",
+    )
+    e.set_defaults(handler=evaluate)
 
     s = commands.add_parser("serve", help="run the HTTP service (settings also from DDP_* env)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on")

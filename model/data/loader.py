@@ -40,6 +40,27 @@ def _dp_mask(annotation: dict[str, Any], height: int, width: int) -> np.ndarray:
     return out
 
 
+def annotation_points(annotation: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``dp_*`` points of one annotation in image pixels.
+
+    Returns:
+        xy: (P, 2) float64, ``x = bbox_x + dp_x · bbox_w / 256`` (likewise y);
+        parts: (P,) int64 chart I; uv: (P, 2) float64 U, V.
+    """
+    x, y, w, h = (float(v) for v in annotation["bbox"])
+    count = len(annotation["dp_x"])
+    xy = np.stack(
+        [
+            x + np.asarray(annotation["dp_x"], dtype=np.float64) * w / MASK_SIZE,
+            y + np.asarray(annotation["dp_y"], dtype=np.float64) * h / MASK_SIZE,
+        ],
+        axis=1,
+    ).reshape(count, 2)
+    parts = np.asarray(annotation["dp_I"], dtype=np.int64).reshape(count)
+    uv = np.stack([annotation["dp_U"], annotation["dp_V"]], axis=1).reshape(count, 2)
+    return xy, parts, uv.astype(np.float64)
+
+
 def targets_from_annotations(
     annotations: list[dict[str, Any]], height: int, width: int
 ) -> DensePoseTargets:
@@ -62,21 +83,11 @@ def targets_from_annotations(
         has_dp.append(dense)
         dp_masks.append(_dp_mask(annotation, height, width) if dense else mask)
         if dense:
-            count = len(annotation["dp_x"])
-            point_instance.append(np.full(count, index))
-            point_xy.append(
-                np.stack(
-                    [
-                        x + np.asarray(annotation["dp_x"], dtype=np.float64) * w / MASK_SIZE,
-                        y + np.asarray(annotation["dp_y"], dtype=np.float64) * h / MASK_SIZE,
-                    ],
-                    axis=1,
-                ).reshape(count, 2)
-            )
-            point_part.append(np.asarray(annotation["dp_I"], dtype=np.int64))
-            point_uv.append(
-                np.stack([annotation["dp_U"], annotation["dp_V"]], axis=1).reshape(count, 2)
-            )
+            xy, part, uv = annotation_points(annotation)
+            point_instance.append(np.full(len(part), index))
+            point_xy.append(xy)
+            point_part.append(part)
+            point_uv.append(uv)
     return DensePoseTargets(
         boxes_xyxy=torch.tensor(boxes, dtype=torch.float32),
         masks=torch.from_numpy(np.stack(masks)),
