@@ -3,8 +3,9 @@
 ``submit`` puts a request in the queue (or refuses it at once when the queue is full) and
 waits for its future until the request's deadline. The batcher takes the first waiting
 request, then more until it has ``max_batch_size`` or ``max_wait_s`` has passed, drops the
-requests nobody waits for any more (cancelled: deadline passed or client gone), groups the
-rest by ``group_key`` (requests of one group are computed together), runs each group in the
+requests nobody waits for any more (cancelled: deadline passed or client gone), splits the
+rest into groups by ``group_key`` (requests of one group are computed together, in one
+``run_batch`` call; without a key the whole batch is one group), runs each group in the
 model thread and resolves every future. A group that fails is retried one request at a
 time, so a bad request fails alone; the batcher task itself never dies.
 """
@@ -61,7 +62,10 @@ class _Job(Generic[In, Out]):
 
 
 class Batcher(Generic[In, Out]):
-    """Batches ``submit``-ted items into calls of ``run_batch(items) -> outputs`` (same order)."""
+    """Batches ``submit``-ted items into calls of ``run_batch(items) -> outputs`` (same order).
+
+    ``group_key``: items with equal keys share a call; None: each collected batch is one call.
+    """
 
     def __init__(
         self,

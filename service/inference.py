@@ -1,9 +1,10 @@
-"""The served model: loading (weights or, for demos, a random network), warm-up, identity, and
-the per-request selection of persons from a batch's results."""
+"""The served model: loading (weights or, for demos, a random network), warm-up, identity, how
+requests are batched, and the per-request selection of persons from a batch's results."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from model.config import get_config
 from model.predictor import Predictor
 from model.sparse import resolve_backend
 from model.structures import DensePoseResult
-from service.settings import Settings
+from service.settings import BatchMode, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +91,22 @@ def load_predictor(settings: Settings) -> tuple[Predictor, ModelInfo]:
 
 
 def batch_size_for(settings: Settings, device: torch.device) -> int:
-    """``max_batch_size`` as set, else 1 on the CPU and 8 on CUDA."""
+    """``max_batch_size`` as set, else 4 on the CPU and 8 on CUDA."""
     if settings.max_batch_size is not None:
         return settings.max_batch_size
-    return 8 if device.type == "cuda" else 1
+    return 8 if device.type == "cuda" else 4
+
+
+def image_shape(image: np.ndarray) -> tuple[int, ...]:
+    """Batch grouping key: images of one shape are resized and padded identically, so a
+    batched result equals the result of the image alone."""
+    return image.shape
+
+
+def group_key_for(mode: BatchMode) -> Callable[[np.ndarray], Hashable] | None:
+    """The batcher's ``group_key``: by image shape (``group``), or none (``pad``: the whole
+    batch is one ``Predictor`` call, which pads its images to a common size)."""
+    return image_shape if mode == "group" else None
 
 
 def warm_up(predictor: Predictor) -> None:

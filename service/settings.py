@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from model.cli import DEFAULT_WEIGHTS
 from model.device import Precision
 
+BatchMode = Literal["group", "pad"]
+"""How a collected batch is split into forward passes: ``group`` one pass per image shape,
+``pad`` one pass for all images, padded to a common size."""
+
 
 class Settings(BaseSettings):
     """Everything the service reads at start-up; one instance per app."""
@@ -31,10 +35,18 @@ class Settings(BaseSettings):
     """Intra-op threads of torch on the CPU (None: torch's default)."""
 
     max_batch_size: int | None = Field(default=None, ge=1, le=64)
-    """Images per forward pass; None: 1 on the CPU (batching measured no faster on a 2-core
-    CPU: docs/benchmarks/service_batching.md), 8 on CUDA."""
+    """Images per forward pass; None: 4 on the CPU (measured 1.12-1.17x the throughput of
+    batch size 1 from 2 concurrent clients on, equal at 1, on a 2-core CPU:
+    docs/benchmarks/service_batching.md), 8 on CUDA (not measured here)."""
     max_wait_ms: float = Field(default=10.0, ge=0.0, le=10_000.0)
     """How long the batcher waits for more requests after the first one of a batch."""
+    batch_mode: BatchMode = "group"
+    """``group``: one forward pass per image shape, so a result equals the image's result
+    alone (up to float rounding). ``pad``: one pass for the whole batch, padded to the largest
+    image: fewer passes but more pixels, and results differ slightly from alone (other
+    padding). On a 2-core CPU, on three mixed sizes, ``pad`` measured 0.90-0.93x the
+    throughput of ``group`` with a worse p99 (docs/benchmarks/service_batching.md); the
+    mode matters only when ``max_batch_size`` > 1 and sizes differ."""
     queue_size: int = Field(default=64, ge=1)
     """Requests waiting for the model beyond this are refused at once (503 + Retry-After)."""
     request_timeout_s: float = Field(default=30.0, gt=0.0)

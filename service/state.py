@@ -22,6 +22,7 @@ from service.inference import (
     ModelInfo,
     batch_size_for,
     check_weights,
+    group_key_for,
     load_predictor,
     warm_up,
 )
@@ -40,12 +41,6 @@ class LoadedModel:
     predictor: Predictor
     info: ModelInfo
     batcher: Batcher[np.ndarray, DensePoseResult]
-
-
-def image_shape(image: np.ndarray) -> tuple[int, ...]:
-    """Batch grouping key: images of one shape are resized and padded identically, so a
-    batched result equals the result of the image alone."""
-    return image.shape
 
 
 class ServiceState:
@@ -82,7 +77,7 @@ class ServiceState:
             max_wait_s=self.settings.max_wait_ms / 1000,
             queue_size=self.settings.queue_size,
             metrics=self.metrics,
-            group_key=image_shape,
+            group_key=group_key_for(self.settings.batch_mode),
         )
         batcher.start()
         self.metrics.model_info.info(

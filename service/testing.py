@@ -27,9 +27,16 @@ from model.ddp import build_ddp
 
 
 def tiny_checkpoint(path: Path, *, persons: bool = True, seed: int = 0) -> Path:
-    """A random ``tiny`` network saved at ``path``. With ``persons`` its detection thresholds
-    are 0 and it keeps 3 detections, so every image yields 3 (deterministic) persons."""
-    config: DDPConfig = tiny_config()
+    """:func:`random_checkpoint` of the ``tiny`` config."""
+    return random_checkpoint(path, tiny_config(), persons=persons, seed=seed)
+
+
+def random_checkpoint(
+    path: Path, config: DDPConfig, *, persons: bool = True, seed: int = 0
+) -> Path:
+    """A random network of ``config`` saved at ``path``. With ``persons`` its detection
+    thresholds are 0 and it keeps 3 detections, so every image yields 3 (deterministic)
+    persons."""
     if persons:
         instance = dataclasses.replace(
             config.instance,
@@ -147,8 +154,12 @@ class ServerProcess:
             self._process.kill()
             return self._process.wait()
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the server was not started"
+        return self._process.pid
+
     def rss_bytes(self) -> int:
         """Resident memory of the server process (Linux)."""
-        assert self._process is not None
-        fields = Path(f"/proc/{self._process.pid}/statm").read_text().split()
+        fields = Path(f"/proc/{self.pid}/statm").read_text().split()
         return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")

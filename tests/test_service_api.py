@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from model.encoding import decode_iuv_png, decode_mask_png, npz_bytes_to_arrays
+from model.predictor import Predictor
 from service.app import create_app
 from service.client import encode_upload
-from service.settings import Settings
+from service.inference import select_persons
+from service.settings import BatchMode, Settings
 from service.testing import bomb_png, encode, random_image, tiny_checkpoint
 
 MAX_UPLOAD_BYTES = 200_000
@@ -210,6 +213,49 @@ def test_exif_orientation_is_honoured(client: TestClient) -> None:
     assert response.json()["image"] == {"height": 128, "width": 96}
 
 
+# -- batch modes: how a collected batch is split into forward passes ------------------------
+
+
+@pytest.mark.parametrize(("mode", "passes"), [("group", {"1": 2, "2": 1}), ("pad", {"4": 1})])
+def test_batch_modes_give_each_request_its_own_result(
+    weights: Path, mode: BatchMode, passes: dict[str, int]
+) -> None:
+    """Four concurrent requests of three sizes fill one batch: ``group`` runs one forward pass
+    per size, ``pad`` one pass for all four; each answer is its own image's, at its size: the
+    image's result alone (group), or in one padded ``Predictor`` call of the four (pad)."""
+    sizes = [(96, 128), (128, 96), (80, 80), (96, 128)]
+    images = [random_image(seed, *size) for seed, size in enumerate(sizes)]
+    predictor = Predictor.from_checkpoint(weights, device="cpu")
+    expected = predictor(images) if mode == "pad" else [predictor([im])[0] for im in images]
+    settings = Settings(weights=weights, max_batch_size=4, max_wait_ms=2000, batch_mode=mode)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        wait_ready(client)
+        uploads = [encode(image) for image in images]
+        with ThreadPoolExecutor(len(uploads)) as pool:
+            responses = list(
+                pool.map(lambda data: post(client, data, params="?format=npz"), uploads)
+            )
+        assert client.get("/v1/model").json()["batching"]["batch_mode"] == mode
+    registry = app.state.service.metrics.registry
+    forward_passes = {
+        size: registry.get_sample_value("ddp_model_forward_seconds_count", {"batch_size": size})
+        for size in ("1", "2", "3", "4")
+    }
+    assert {size: n for size, n in forward_passes.items() if n} == passes
+    for (height, width), response, result in zip(sizes, responses, expected, strict=True):
+        assert response.status_code == 200, response.text
+        arrays = npz_bytes_to_arrays(response.content)
+        assert arrays["masks"].shape == arrays["parts"].shape == (3, height, width)
+        assert arrays["u"].shape == arrays["v"].shape == (3, height, width)
+        boxes = arrays["boxes_xyxy"]
+        assert (boxes >= 0).all() and (boxes[:, 2] <= width).all()
+        assert (boxes[:, 3] <= height).all()
+        best_first = select_persons(result, score_threshold=None, max_persons=100)
+        np.testing.assert_allclose(arrays["scores"], best_first.scores.numpy(), atol=1e-5)
+        np.testing.assert_allclose(boxes, best_first.boxes_xyxy.numpy(), atol=1e-3)
+
+
 # -- health, model, metrics, docs -----------------------------------------------------------
 
 
@@ -224,7 +270,8 @@ def test_model_info(client: TestClient, weights: Path) -> None:
     assert info["config"]["name"] == "tiny"
     assert info["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert info["device"] == "cpu" and info["sparse_backend"] in ("torch", "spconv", "dense")
-    assert info["batching"]["max_batch_size"] == 1  # the CPU default
+    assert info["batching"]["max_batch_size"] == 4  # the CPU default
+    assert info["batching"]["batch_mode"] == "group"
 
 
 def test_metrics_by_person_bucket(client: TestClient, png: bytes) -> None:

@@ -20,6 +20,7 @@ async def model_info(model: ModelDep, state: StateDep) -> dict[str, Any]:
         "batching": {
             "max_batch_size": batch_size_for(settings, model.predictor.device),
             "max_wait_ms": settings.max_wait_ms,
+            "batch_mode": settings.batch_mode,
             "queue_size": settings.queue_size,
             "request_timeout_s": settings.request_timeout_s,
         },
