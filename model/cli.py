@@ -159,6 +159,36 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def train(args: argparse.Namespace) -> int:
+    from model.device import select_device
+    from model.train.loop import TrainSettings
+    from model.train.loop import train as run_training
+
+    try:
+        settings = TrainSettings(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup_steps=args.warmup,
+            checkpoint_every=args.checkpoint_every,
+            workers=args.workers,
+            seed=args.seed,
+            clip_grad_norm=args.clip_grad_norm or None,
+        )
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    path = run_training(
+        get_config(args.config),
+        Path(args.data),
+        Path(args.out),
+        settings,
+        resume=args.resume,
+        device=select_device(args.device),
+    )
+    print(f"checkpoint: {path}")
+    return 0
+
+
 def _add_network_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint (.safetensors)")
     parser.add_argument(
@@ -222,6 +252,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--width", type=int, default=512)
     d.add_argument("--workers", type=int, default=2, help="processes (one torch thread each)")
     d.set_defaults(handler=synth)
+
+    t = commands.add_parser("train", help="train a network on a DensePose-COCO directory")
+    t.add_argument("--config", default="default", choices=sorted(CONFIGS), help="network config")
+    t.add_argument("--data", required=True, help="directory with annotations.json (ddp synth)")
+    t.add_argument("--out", required=True, help="checkpoints and log.jsonl go here")
+    t.add_argument("--steps", type=int, default=10000, help="length of the LR schedule")
+    t.add_argument("--batch-size", type=int, default=4)
+    t.add_argument("--lr", type=float, default=0.005, help="base learning rate (SGD)")
+    t.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    t.add_argument("--clip-grad-norm", type=float, default=10.0, help="0: no clipping")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    t.add_argument("--workers", type=int, default=2, help="data loading processes")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    t.set_defaults(handler=train)
     return parser
 
 

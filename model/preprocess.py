@@ -44,31 +44,43 @@ def image_to_tensor(image_rgb: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(image_rgb)).permute(2, 0, 1).float() / 255.0
 
 
+def resize_normalise(image: Tensor, config: InputConfig) -> tuple[Tensor, float]:
+    """(3, H, W) in [0, 1] -> resized (bilinear, antialiased) and normalised, and the scale.
+
+    The resized size is ``round(H · scale)`` by ``round(W · scale)``: per axis the factor is
+    that size over the original one (what targets must be rescaled by).
+    """
+    mean = torch.tensor(config.pixel_mean, device=image.device).view(3, 1, 1)
+    std = torch.tensor(config.pixel_std, device=image.device).view(3, 1, 1)
+    height, width = image.shape[-2:]
+    scale = resize_scale(height, width, short_side=config.short_side, max_side=config.max_side)
+    size = (max(round(height * scale), 1), max(round(width * scale), 1))
+    x = image[None]
+    if size != (height, width):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return (x[0] - mean) / std, scale
+
+
+def pad_images(images: Sequence[Tensor], divisor: int) -> Tensor:
+    """(3, H_i, W_i) images -> (B, 3, H, W) zero-padded at the bottom/right, H, W multiples
+    of ``divisor``."""
+    pad_h = -(-max(x.shape[-2] for x in images) // divisor) * divisor
+    pad_w = -(-max(x.shape[-1] for x in images) // divisor) * divisor
+    batch = images[0].new_zeros(len(images), 3, pad_h, pad_w)
+    for b, x in enumerate(images):
+        batch[b, :, : x.shape[-2], : x.shape[-1]] = x
+    return batch
+
+
 def prepare_batch(
     images: Sequence[Tensor], config: InputConfig, *, device: torch.device | str = "cpu"
 ) -> PreparedBatch:
     """Resize (bilinear, antialiased), normalise and pad images (3, H_i, W_i) in [0, 1]."""
-    mean = torch.tensor(config.pixel_mean, device=device).view(3, 1, 1)
-    std = torch.tensor(config.pixel_std, device=device).view(3, 1, 1)
-    resized, scales = [], []
-    for image in images:
-        height, width = image.shape[-2:]
-        scale = resize_scale(height, width, short_side=config.short_side, max_side=config.max_side)
-        size = (max(round(height * scale), 1), max(round(width * scale), 1))
-        x = image.to(device)[None]
-        if size != (height, width):
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        resized.append((x[0] - mean) / std)
-        scales.append(scale)
-    divisor = config.size_divisibility
-    pad_h = -(-max(x.shape[-2] for x in resized) // divisor) * divisor
-    pad_w = -(-max(x.shape[-1] for x in resized) // divisor) * divisor
-    batch = torch.zeros(len(resized), 3, pad_h, pad_w, device=device)
-    for b, x in enumerate(resized):
-        batch[b, :, : x.shape[-2], : x.shape[-1]] = x
+    prepared = [resize_normalise(image.to(device), config) for image in images]
+    resized = [x for x, _ in prepared]
     return PreparedBatch(
-        images=batch,
+        images=pad_images(resized, config.size_divisibility),
         image_sizes=torch.tensor([x.shape[-2:] for x in resized], dtype=torch.int64),
         original_sizes=torch.tensor([image.shape[-2:] for image in images], dtype=torch.int64),
-        scales=torch.tensor(scales, dtype=torch.float32),
+        scales=torch.tensor([scale for _, scale in prepared], dtype=torch.float32),
     )
