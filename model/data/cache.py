@@ -5,6 +5,7 @@ Nothing here is ever committed (``.cache/`` is git-ignored); every cache can be 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -16,3 +17,10 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("DDP_CACHE_DIR", _CHECKOUT / ".cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def keyed_cache_path(folder: str, stem: str, *keys: bytes) -> Path:
+    """``<cache>/<folder>/<stem>_<digest>.npz``, the digest (16 hex digits of SHA-256) taken
+    over ``keys``: a cache file whose inputs changed is never read."""
+    digest = hashlib.sha256(b"".join(keys)).hexdigest()[:16]
+    return cache_dir() / folder / f"{stem}_{digest}.npz"

@@ -23,7 +23,6 @@ the surface (top of the head) is a pole where U is undefined, as on any cylinder
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +31,7 @@ from torch import Tensor
 
 from model.config import NUM_PARTS
 from model.data.body import REGIONS, BodyTemplate
-from model.data.cache import cache_dir
+from model.data.cache import keyed_cache_path
 
 ATLAS_VERSION = 1
 """Bump when the assignment rules change: the cached atlas is keyed by it."""
@@ -195,13 +194,14 @@ def build_atlas(template: BodyTemplate) -> ChartAtlas:
 def load_atlas(template: BodyTemplate) -> ChartAtlas:
     """``build_atlas``, cached in ``<cache>/charts/``, keyed by ``ATLAS_VERSION``, the mesh's
     source and its integer labels (float rest positions vary in the last bits with threads)."""
-    digest = hashlib.sha256(
-        template.source.encode()
-        + template.faces.numpy().tobytes()
-        + template.face_bone.numpy().tobytes()
-        + template.face_region.numpy().tobytes()
-    ).hexdigest()[:16]
-    path = cache_dir() / "charts" / f"atlas_v{ATLAS_VERSION}_{digest}.npz"
+    path = keyed_cache_path(
+        "charts",
+        f"atlas_v{ATLAS_VERSION}",
+        template.source.encode(),
+        template.faces.numpy().tobytes(),
+        template.face_bone.numpy().tobytes(),
+        template.face_region.numpy().tobytes(),
+    )
     if path.is_file():
         with np.load(path) as data:
             return ChartAtlas(

@@ -19,7 +19,6 @@ SMPL mesh, distances are kept between a subset of **samples** only:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, fields
 from functools import cached_property
 
@@ -29,7 +28,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from model.config import NUM_PARTS
-from model.data.cache import cache_dir
+from model.data.cache import keyed_cache_path
 
 GEODESIC_VERSION = 1
 """Bump when the construction changes: the cache is keyed by it."""
@@ -237,12 +236,13 @@ def load_body_geodesics(num_samples: int = DEFAULT_SAMPLES) -> SurfaceGeodesics:
 
     template = BodyModel().template
     atlas = load_atlas(template)
-    digest = hashlib.sha256(
-        f"{template.source}/atlas{ATLAS_VERSION}/{num_samples}/{STEINER_POINTS}".encode()
-        + template.faces.numpy().tobytes()
-        + atlas.face_chart.numpy().tobytes()
-    ).hexdigest()[:16]
-    path = cache_dir() / "geodesic" / f"geodesic_v{GEODESIC_VERSION}_{digest}.npz"
+    path = keyed_cache_path(
+        "geodesic",
+        f"geodesic_v{GEODESIC_VERSION}",
+        f"{template.source}/atlas{ATLAS_VERSION}/{num_samples}/{STEINER_POINTS}".encode(),
+        template.faces.numpy().tobytes(),
+        atlas.face_chart.numpy().tobytes(),
+    )
     if path.is_file():
         with np.load(path) as data:
             return SurfaceGeodesics(**{name: data[name] for name in data.files})
