@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from model.config import CONFIGS, get_config
+from model.config import ABLATIONS, CONFIGS, DDPConfig, ablate, get_config
 from model.encoding import encode_iuv_png, paste_parts_uv
 from model.predictor import Predictor
 from model.structures import DensePoseResult
 from model.visualize import draw_overlay, write_png
+
+if TYPE_CHECKING:
+    from model.train.loop import TrainSettings
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "ddp_default.safetensors"
 
@@ -97,6 +99,41 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def video(args: argparse.Namespace) -> int:
+    from model.video import VideoError, VideoOptions, process_video
+
+    try:
+        options = VideoOptions(
+            smooth=not args.no_smooth,
+            flow=args.flow,
+            radius=args.radius,
+            batch_size=args.batch_size,
+            raft_weights=Path(args.raft_weights) if args.raft_weights else None,
+            score_threshold=args.score_threshold,
+        )
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    predictor = _predictor(args)
+    with tqdm(desc="video", unit="frame", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            out = process_video(
+                Path(args.clip), Path(args.out), predictor, options, progress=progress
+            )
+        except VideoError as error:
+            raise SystemExit(f"error: {error}") from None
+    print(
+        f"{args.clip}: {out.frames} frames, {out.width}x{out.height} at {out.fps:g} fps -> "
+        f"{out.npz}, {out.parts_mp4}, {out.viridis_mp4}"
+    )
+    print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in out.seconds.items()))
+    return 0
+
+
 def _person_range(text: str) -> tuple[int, int]:
     low, _, high = text.partition("-")
     try:
@@ -127,45 +164,25 @@ def synth(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from model.data.loader import DensePoseCocoDataset
-    from model.evaluation.evaluator import DensePoseEvaluator, format_summary
-    from model.evaluation.geodesic import load_body_geodesics
+    from model.evaluation.evaluator import format_summary
+    from model.evaluation.report import evaluate_directory
 
-    annotations = Path(args.data) / "annotations.json"
-    if not annotations.is_file():
-        raise SystemExit(f"error: no {annotations} (write a set with `ddp synth --out DIR`)")
-    if args.limit is not None and args.limit < 1:
-        raise SystemExit(f"error: --limit must be >= 1, got {args.limit}")
-    predictor = _predictor(args)
-    dataset = DensePoseCocoDataset(annotations)
-    evaluator = DensePoseEvaluator(dataset, load_body_geodesics(), kappa=args.kappa)
-    count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
-    start = time.monotonic()
-    for index in tqdm(range(count), desc="eval", unit="image", file=sys.stderr):
-        evaluator.add(index, predictor([dataset.image_rgb(index)])[0])
-    seconds = time.monotonic() - start
-    metrics = evaluator.summary()
-    print(format_summary(metrics))
+    try:
+        report = evaluate_directory(_predictor(args), args.data, kappa=args.kappa, limit=args.limit)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    report["network"] = f"untrained {args.untrained}" if args.untrained else str(args.weights)
+    print(format_summary(report))
     if args.json:
-        report = {
-            "data": str(args.data),
-            "network": f"untrained {args.untrained}" if args.untrained else str(args.weights),
-            "images": count,
-            "kappa": "per part" if args.kappa is None else args.kappa,
-            "seconds": round(seconds, 2),
-            **{k: None if math.isnan(v) else round(v, 3) for k, v in metrics.items()},
-        }
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
-def train(args: argparse.Namespace) -> int:
-    from model.device import select_device
+def _train_settings(args: argparse.Namespace) -> TrainSettings:
     from model.train.loop import TrainSettings
-    from model.train.loop import train as run_training
 
     try:
-        settings = TrainSettings(
+        return TrainSettings(
             steps=args.steps,
             batch_size=args.batch_size,
             lr=args.lr,
@@ -177,16 +194,70 @@ def train(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
+
+
+def _training_config(args: argparse.Namespace) -> DDPConfig:
+    return ablate(get_config(args.config), args.ablation)
+
+
+def train(args: argparse.Namespace) -> int:
+    from model.device import select_device
+    from model.train.loop import train as run_training
+    from model.train.recipe import evaluate_held_out
+
+    device = select_device(args.device)
     path = run_training(
-        get_config(args.config),
+        _training_config(args),
         Path(args.data),
         Path(args.out),
-        settings,
+        _train_settings(args),
         resume=args.resume,
-        device=select_device(args.device),
+        device=device,
     )
     print(f"checkpoint: {path}")
+    if args.val:
+        evaluate_held_out(path, Path(args.val), Path(args.out), device=device)
     return 0
+
+
+def recipe(args: argparse.Namespace) -> int:
+    from model.device import select_device
+    from model.train.recipe import DataSettings, run_recipe
+
+    data = DataSettings(
+        train_images=args.train_images,
+        val_images=args.val_images,
+        seed=args.data_seed,
+        workers=args.workers,
+        data_root=Path(args.data_root) if args.data_root else None,
+    )
+    run_recipe(
+        _training_config(args),
+        Path(args.out),
+        data,
+        _train_settings(args),
+        export=Path(args.export) if args.export else None,
+        device=select_device(args.device),
+    )
+    return 0
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser, *, steps: int) -> None:
+    """Network, schedule and device options shared by ``train`` and ``recipe``."""
+    parser.add_argument("--config", default="default", choices=sorted(CONFIGS), help="network")
+    parser.add_argument(
+        "--ablation", default="full", choices=ABLATIONS, help="train a Table 2 variant"
+    )
+    parser.add_argument("--out", required=True, help="checkpoints, log.jsonl, eval.json go here")
+    parser.add_argument("--steps", type=int, default=steps, help="length of the LR schedule")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=0.01, help="base learning rate (SGD)")
+    parser.add_argument("--warmup", type=int, default=150, help="linear warm-up steps")
+    parser.add_argument("--checkpoint-every", type=int, default=250, help="steps per checkpoint")
+    parser.add_argument("--clip-grad-norm", type=float, default=10.0, help="0: no clipping")
+    parser.add_argument("--workers", type=int, default=2, help="data processes")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation and data order")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
 
 
 def _add_network_arguments(parser: argparse.ArgumentParser) -> None:
@@ -215,6 +286,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_network_arguments(p)
     p.add_argument("--score-threshold", type=float, default=0.3, help="drop persons below this")
     p.set_defaults(handler=predict)
+
+    v = commands.add_parser(
+        "video", help="dense pose of a video, temporally smoothed -> NPZ + two H.264 MP4s"
+    )
+    v.add_argument("clip", help="video file (MP4, MOV, MKV, AVI, ...)")
+    v.add_argument("--out", required=True, help="output directory")
+    _add_network_arguments(v)
+    v.add_argument("--no-smooth", action="store_true", help="no temporal smoothing")
+    v.add_argument("--flow", default="dis", choices=["dis", "raft"], help="optical flow")
+    v.add_argument("--raft-weights", help="RAFT state dict (.pth or .safetensors), --flow raft")
+    v.add_argument("--radius", type=int, default=2, help="smoothing window radius r, frames")
+    v.add_argument("--batch-size", type=int, default=4, help="frames per forward pass")
+    v.add_argument("--score-threshold", type=float, default=0.3, help="drop persons below this")
+    v.set_defaults(handler=video)
 
     e = commands.add_parser("eval", help="GPS AP/AR and mask AP on a DensePose-COCO directory")
     e.add_argument("--data", required=True, help="directory with annotations.json (ddp synth)")
@@ -254,20 +339,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(handler=synth)
 
     t = commands.add_parser("train", help="train a network on a DensePose-COCO directory")
-    t.add_argument("--config", default="default", choices=sorted(CONFIGS), help="network config")
     t.add_argument("--data", required=True, help="directory with annotations.json (ddp synth)")
-    t.add_argument("--out", required=True, help="checkpoints and log.jsonl go here")
-    t.add_argument("--steps", type=int, default=10000, help="length of the LR schedule")
-    t.add_argument("--batch-size", type=int, default=4)
-    t.add_argument("--lr", type=float, default=0.005, help="base learning rate (SGD)")
-    t.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
-    t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
-    t.add_argument("--clip-grad-norm", type=float, default=10.0, help="0: no clipping")
+    t.add_argument("--val", help="held-out directory scored at the end (-> OUT/eval.json)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    t.add_argument("--workers", type=int, default=2, help="data loading processes")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    _add_training_arguments(t, steps=10000)
     t.set_defaults(handler=train)
+
+    r = commands.add_parser(
+        "recipe", help="render data (cached), train, score the held-out set, export weights"
+    )
+    _add_training_arguments(r, steps=2000)
+    r.add_argument("--train-images", type=int, default=4000, help="synthetic training images")
+    r.add_argument("--val-images", type=int, default=200, help="held-out images")
+    r.add_argument("--data-seed", type=int, default=0, help="held-out set uses this + 1")
+    r.add_argument("--data-root", help="where rendered sets are cached (default .cache/datasets)")
+    r.add_argument("--export", help="copy the final weights here (+ .json config)")
+    r.set_defaults(handler=recipe)
     return parser
 
 

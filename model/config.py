@@ -219,3 +219,23 @@ def get_config(name: str) -> DDPConfig:
         return CONFIGS[name]()
     except KeyError:
         raise ValueError(f"unknown config {name!r}; choose one of {sorted(CONFIGS)}") from None
+
+
+ABLATIONS = ("full", "no-ls", "no-ls-ian", "no-ls-ian-sparse")
+"""The paper's Table 2 rows: the full model; w/o L_s; w/o L_s and IAN; w/o L_s, IAN and
+sparse (background suppression off: the IUV branch computes every cell)."""
+
+
+def ablate(config: DDPConfig, ablation: str) -> DDPConfig:
+    """``config`` with the parts named by ``ablation`` (one of ``ABLATIONS``) removed."""
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}; choose one of {ABLATIONS}")
+    removed = ABLATIONS.index(ablation)
+    loss = dataclasses.replace(config.loss, smoothness_weight=0.0) if removed >= 1 else config.loss
+    iuv = config.iuv
+    if removed >= 2:
+        iuv = dataclasses.replace(iuv, norm="image")
+    if removed >= 3:
+        iuv = dataclasses.replace(iuv, suppress_background=False)
+    name = config.name if ablation == "full" else f"{config.name}-{ablation}"
+    return config.replace(name=name, loss=loss, iuv=iuv)

@@ -78,7 +78,9 @@ class FcosHead(nn.Module):
         self.controller = nn.Conv2d(channels, num_params, 3, padding=1)
         for layer in (self.cls_logits, self.box_ltrb, self.centerness, self.controller):
             nn.init.normal_(layer.weight, std=0.01)
-        nn.init.zeros_(self.box_ltrb.bias)  # type: ignore[arg-type]
+        # Boxes start one stride from the location on every side, not at zero size: behind
+        # the ReLU a zero-size box gets a GIoU loss of exactly 1 and almost no gradient.
+        nn.init.constant_(self.box_ltrb.bias, 1.0)  # type: ignore[arg-type]
         nn.init.zeros_(self.centerness.bias)  # type: ignore[arg-type]
         nn.init.zeros_(self.controller.bias)  # type: ignore[arg-type]
         prior_logit = -math.log((1 - prior_probability) / prior_probability)

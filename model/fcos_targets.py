@@ -114,14 +114,14 @@ def _per_location(values: Sequence[float], locations: list[Tensor]) -> Tensor:
     """Repeat one value per level to a (L,) float32 tensor over the concatenated locations."""
     device = locations[0].device
     return torch.cat(
-        [torch.full((len(loc),), v, dtype=torch.float32, device=device)
-         for v, loc in zip(values, locations, strict=True)]
+        [
+            torch.full((len(loc),), v, dtype=torch.float32, device=device)
+            for v, loc in zip(values, locations, strict=True)
+        ]
     )
 
 
-def _in_center_region(
-    points: Tensor, boxes_xyxy: Tensor, stride: Tensor, radius: float
-) -> Tensor:
+def _in_center_region(points: Tensor, boxes_xyxy: Tensor, stride: Tensor, radius: float) -> Tensor:
     """(L, G) bool: point inside its box's centre region (centre ± radius * stride ∩ box).
 
     The region is clipped to the box, so a point inside it is inside the box as well.

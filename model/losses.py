@@ -77,10 +77,16 @@ def fcos_losses(
     positive = matched >= 0  # [B, L]
     num_pos = max(int(positive.sum()), 1)
 
-    cls_loss = sigmoid_focal_loss(
-        cls_logits, positive.to(cls_logits.dtype),
-        alpha=focal_alpha, gamma=focal_gamma, reduction="sum",
-    ) / num_pos
+    cls_loss = (
+        sigmoid_focal_loss(
+            cls_logits,
+            positive.to(cls_logits.dtype),
+            alpha=focal_alpha,
+            gamma=focal_gamma,
+            reduction="sum",
+        )
+        / num_pos
+    )
 
     ctr_target = torch.stack([t.centerness for t in targets])[positive].to(
         centerness_logits.dtype
@@ -96,9 +102,10 @@ def fcos_losses(
     )  # [N_pos]
     box_loss = (giou * ctr_target).sum() / ctr_target.sum().clamp(min=CENTERNESS_SUM_EPS)
 
-    ctr_loss = F.binary_cross_entropy_with_logits(
-        centerness_logits[positive], ctr_target, reduction="sum"
-    ) / num_pos
+    ctr_loss = (
+        F.binary_cross_entropy_with_logits(centerness_logits[positive], ctr_target, reduction="sum")
+        / num_pos
+    )
     return {"fcos_cls": cls_loss, "fcos_box": box_loss, "fcos_ctr": ctr_loss}
 
 
@@ -163,8 +170,9 @@ def sample_at_points(maps: Tensor, point_image: Tensor, point_xy: Tensor, *, str
     num_points = len(point_image)
     if num_points and not 0 <= int(point_image.min()) <= int(point_image.max()) < batch:
         raise ValueError(f"point_image must lie in [0, {batch}), got values outside")
-    scale = torch.tensor([2.0 / (stride * width), 2.0 / (stride * height)],
-                         dtype=maps.dtype, device=maps.device)
+    scale = torch.tensor(
+        [2.0 / (stride * width), 2.0 / (stride * height)], dtype=maps.dtype, device=maps.device
+    )
     grid_xy = point_xy.to(maps.dtype) * scale - 1  # [P, 2], normalised (x, y)
 
     # Points are ragged over images: give each point a slot among its image's points and

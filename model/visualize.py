@@ -114,10 +114,9 @@ def draw_overlay(
 ) -> np.ndarray:
     """Dense pose drawn over an image, in the style of the DDP paper's figures.
 
-    Part colours (``PART_PALETTE``) are blended with weight ``alpha`` over every labelled
-    pixel; U isocontours are drawn in yellow→red, V isocontours in cyan→blue (colour by level),
-    at ``contour_levels`` bands per unit (0 = no contours); each box is outlined with its score.
-    Overlapping persons follow ``model.encoding.paste_parts_uv`` (higher score on top).
+    ``draw_dense_overlay`` of the persons pasted into the image (overlapping persons follow
+    ``model.encoding.paste_parts_uv``: higher score on top), then each box outlined with its
+    score.
 
     Args:
         image_rgb: (H, W, 3) uint8.
@@ -128,11 +127,44 @@ def draw_overlay(
     """
     height, width = result.masks.shape[-2:]
     _check_image(image_rgb, height, width)
+    owner, parts, uv = _pasted(result)
+    out = draw_dense_overlay(
+        image_rgb, owner, parts, uv, alpha=alpha, contour_levels=contour_levels
+    )
+    _draw_boxes(out, result)
+    return out
+
+
+def draw_dense_overlay(
+    image_rgb: np.ndarray,
+    owner: np.ndarray,
+    parts: np.ndarray,
+    uv: np.ndarray,
+    *,
+    alpha: float = 0.6,
+    contour_levels: int = 10,
+) -> np.ndarray:
+    """Image-sized dense labels (predicted or ground truth) drawn over an image.
+
+    Part colours (``PART_PALETTE``) are blended with weight ``alpha`` over every labelled
+    pixel; U isocontours are drawn in yellow→red, V isocontours in cyan→blue (colour by level),
+    at ``contour_levels`` bands per unit (0 = no contours); contours never cross from one
+    person or part to another.
+
+    Args:
+        image_rgb: (H, W, 3) uint8.
+        owner: (H, W) int, the person of each pixel (any ids; only equality matters).
+        parts: (H, W) int, chart I (0 = background).
+        uv: (2, H, W) float in [0, 1].
+
+    Returns:
+        (H, W, 3) uint8, a new array.
+    """
+    _check_image(image_rgb, *parts.shape)
     if not 0.0 <= alpha <= 1.0 or contour_levels < 0:
         raise ValueError(
             f"need 0 <= alpha <= 1 and contour_levels >= 0, got {alpha}, {contour_levels}"
         )
-    owner, parts, uv = _pasted(result)
     out = image_rgb.copy()
     fg = parts > 0
     blended = (1 - alpha) * image_rgb[fg] + alpha * PART_PALETTE[parts[fg]].astype(np.float64)
@@ -143,7 +175,6 @@ def draw_overlay(
             line = isocontours(owner, parts, value, contour_levels)
             on_line = line >= 0
             out[on_line] = _level_colors(contour_levels, start, end)[line[on_line]]
-    _draw_boxes(out, result)
     return out
 
 

@@ -13,7 +13,7 @@ in memory); ``summary`` matches and accumulates. Ground truth, per image:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -165,7 +165,7 @@ def evaluate(
     return evaluator.summary()
 
 
-def format_summary(metrics: dict[str, float]) -> str:
+def format_summary(metrics: Mapping[str, Any]) -> str:
     """The metrics as a small text table (rows GPS and mask, columns AP, AP50, ...)."""
     columns = ("ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "ar75", "arm", "arl")
     lines = ["      " + "".join(f"{c.upper():>7}" for c in columns)]
