@@ -7,10 +7,11 @@ from importlib.util import find_spec
 import cv2
 import pytest
 
+from benchmarks.ablation import main as ablation_main
 from benchmarks.results import main as results_main
 from model.checkpoint import load_checkpoint
 from model.cli import main
-from model.config import ablate, tiny_config
+from model.config import ABLATIONS, ablate, tiny_config
 
 pytestmark = [
     pytest.mark.slow,
@@ -67,3 +68,23 @@ def test_ablations_remove_the_papers_components_cumulatively():
     assert dense.loss.smoothness_weight == 0 and dense.name == "tiny-no-ls-ian-sparse"
     with pytest.raises(ValueError, match="unknown ablation"):
         ablate(full, "no-everything")
+
+
+def test_ablation_table_trains_every_variant_and_the_extra_seed(tmp_path):
+    out = tmp_path / "docs"
+    args = [
+        "--config", "tiny", "--steps", "1", "--warmup", "1", "--batch-size", "2",
+        "--workers", "0", "--threads", "1", "--train-images", "2", "--val-images", "1",
+        "--data-root", str(tmp_path / "data"), "--runs", str(tmp_path / "runs"),
+        "--seeds", "3", "4", "--out", str(out),
+    ]  # fmt: skip
+    assert ablation_main(args) == 0
+    report = json.loads((out / "ablation.json").read_text())
+    rows = [(row["variant"], row["seed"]) for row in report["rows"]]
+    assert rows == [(variant, 3) for variant in ABLATIONS] + [("full", 4)]
+    assert all(row["images"] == 1 and row["seconds_per_image"] > 0 for row in report["rows"])
+    dense = load_checkpoint(
+        tmp_path / "runs" / "no-ls-ian-sparse-seed3" / "step_0000001.safetensors"
+    )
+    assert not dense[1].iuv.suppress_background
+    assert (out / "ablation.md").read_text().count("\n| ") == 5 and (out / "ablation.png").is_file()
