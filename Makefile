@@ -16,7 +16,7 @@ SERVE_FLAGS ?= $(DEMO_FLAGS)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[spconv,service,video,eval,bench,data,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[spconv,service,video,eval,bench,data,load,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -355,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", help="where rendered sets are cached (default .cache/datasets)")
     r.add_argument("--export", help="copy the final weights here (+ .json config)")
     r.set_defaults(handler=recipe)
+
+    b = commands.add_parser("bench", help="run a benchmark from a source checkout (benchmarks/)")
+    b.add_argument("benchmark", choices=["persons"], help="persons: seconds vs persons per image")
+    b.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's options (--help)")
+    b.set_defaults(handler=bench)
     return parser
 
 
@@ -368,6 +373,18 @@ def serve(args: argparse.Namespace) -> int:
         untrained_config=args.untrained,
         device=args.device,
     )
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / "benchmarks").is_dir():
+        raise SystemExit("error: ddp bench needs a source checkout (benchmarks/ is not installed)")
+    if str(checkout) not in sys.path:  # benchmarks/ sits beside model/, outside the package
+        sys.path.insert(0, str(checkout))
+    importlib.import_module(f"benchmarks.{args.benchmark}").main(args.args)
     return 0
 
 

@@ -14,14 +14,15 @@ from model.config import DDPConfig
 from model.ddp import DDP, build_ddp
 from model.device import Precision, autocast, select_device
 from model.postprocess import to_results
-from model.preprocess import image_to_tensor, prepare_batch
-from model.structures import DensePoseResult
+from model.preprocess import PreparedBatch, image_to_tensor, prepare_batch
+from model.structures import DDPOutput, DensePoseResult
 
 
 @dataclass
 class Predictor:
     """Inference: preprocessing, ``DDP.forward`` under ``inference_mode`` (+ autocast on CUDA),
-    post-processing. ``__call__(images: list of (H, W, 3) uint8 RGB) -> list[DensePoseResult]``."""
+    post-processing. ``__call__(images: list of (H, W, 3) uint8 RGB) -> list[DensePoseResult]``
+    is ``postprocess(*forward(images))``; video smoothing works on the logits in between."""
 
     model: DDP
     config: DDPConfig
@@ -53,9 +54,25 @@ class Predictor:
     def __call__(self, images_rgb: Sequence[np.ndarray]) -> list[DensePoseResult]:
         if not images_rgb:
             return []
+        return self.postprocess(*self.forward(images_rgb))
+
+    def forward(self, images_rgb: Sequence[np.ndarray]) -> tuple[DDPOutput, PreparedBatch]:
+        """The raw step: (H_i, W_i, 3) uint8 RGB images (at least one) -> the network's raw
+        output for their padded batch (on ``device``) and that batch.
+
+        ``output.iuv_logits`` is (B, 75, H/4, W/4) at 1/4 of the padded input; image b covers
+        its top-left ``batch.image_sizes[b] / 4`` cells.
+        """
+        if not images_rgb:
+            raise ValueError("forward needs at least one image")
         batch = prepare_batch(
             [image_to_tensor(image) for image in images_rgb], self.config.input, device=self.device
         )
         with torch.inference_mode(), autocast(self.device, self.precision):
             output = self.model(batch.images, batch.image_sizes)
+        return output, batch
+
+    def postprocess(self, output: DDPOutput, batch: PreparedBatch) -> list[DensePoseResult]:
+        """The post-processing step: one ``DensePoseResult`` per image of ``batch``, in the
+        images' own pixels (``output`` may have been changed in between, e.g. smoothed logits)."""
         return to_results(output, batch, mask_threshold=self.config.instance.mask_threshold)

@@ -11,21 +11,25 @@ from fastapi import FastAPI
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.middleware import RequestMetricsMiddleware
-from service.routes import densepose, health, metrics, model_info
+from service.routes import densepose, health, metrics, model_info, video
 from service.settings import Settings, get_settings
 from service.state import ServiceState
+from service.video_jobs import VideoJobs
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app with its own metrics registry; the model loads when the app starts."""
     state = ServiceState(settings or get_settings(), ServiceMetrics())
+    video_jobs = VideoJobs(state.settings, state.metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await state.start()
+        await video_jobs.start()
         try:
             yield
         finally:
+            await video_jobs.stop(drain_timeout_s=state.settings.drain_timeout_s)
             await state.stop()
 
     app = FastAPI(
@@ -35,8 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = state
+    app.state.video_jobs = video_jobs
     install_error_handlers(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
-    for module in (densepose, health, model_info, metrics):
+    for module in (densepose, video, health, model_info, metrics):
         app.include_router(module.router)
     return app

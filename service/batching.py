@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+R = TypeVar("R")
 RejectReason = Literal["queue_full", "deadline", "shutting_down"]
 
 
@@ -92,6 +93,12 @@ class Batcher(Generic[In, Out]):
     @property
     def depth(self) -> int:
         return self._queue.qsize()
+
+    def run_in_model_thread(self, fn: Callable[[], R]) -> R:
+        """``fn()`` in the model thread, after the batches already waiting there, so
+        work from other threads (video jobs) never runs the network beside a batch. Blocks
+        the calling thread: never call it on the event loop."""
+        return self._executor.submit(fn).result()
 
     def start(self) -> None:
         if self._task is None:

@@ -1,7 +1,8 @@
 """Prometheus metrics of one app, in its own registry (two apps in a process never collide).
 
 Labels stay low-cardinality: endpoint = route template, persons = one of ``PERSON_BUCKETS``,
-status = status class, batch size <= ``max_batch_size``, reason = a fixed set of codes.
+status = status class, batch size <= ``max_batch_size``, reason = a fixed set of codes,
+state = a video job state, stage = a video pipeline stage.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
     10.0, 30.0,
 )  # fmt: skip
+VIDEO_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
 
 
 def person_bucket(count: int) -> str:
@@ -85,6 +87,32 @@ class ServiceMetrics:
             registry=r,
         )
         self.model_info = Info("ddp_model", "The model this process serves.", registry=r)
+        self.video_jobs = Counter(
+            "ddp_video_jobs_total",
+            "Video jobs entering each state (queued = accepted).",
+            ["state"],
+            registry=r,
+        )
+        self.video_jobs_running = Gauge(
+            "ddp_video_jobs_running", "Video jobs being processed now.", registry=r
+        )
+        self.video_jobs_queued = Gauge(
+            "ddp_video_jobs_queued", "Video jobs waiting for a free slot now.", registry=r
+        )
+        self.video_frames = Counter(
+            "ddp_video_frames_total", "Video frames processed, all jobs together.", registry=r
+        )
+        self.video_seconds = Histogram(
+            "ddp_video_processing_seconds",
+            "Duration of each completed video job, by pipeline stage (total: the whole run).",
+            ["stage"],
+            buckets=VIDEO_BUCKETS,
+            registry=r,
+        )
 
     def track_queue_depth(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(lambda: float(depth()))
+
+    def track_video_jobs(self, *, running: Callable[[], int], queued: Callable[[], int]) -> None:
+        self.video_jobs_running.set_function(lambda: float(running()))
+        self.video_jobs_queued.set_function(lambda: float(queued()))

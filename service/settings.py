@@ -62,6 +62,26 @@ class Settings(BaseSettings):
     warmup: bool = True
     """Run one forward pass at start-up; ``/readyz`` says ready only after it."""
 
+    # -- video jobs (POST /densepose/video) ----------------------------------------------------
+    video_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    """Largest clip upload, counted while it streams to disk."""
+    video_max_seconds: float = Field(default=60.0, gt=0.0)
+    video_max_frames: int = Field(default=1800, ge=1)
+    video_max_pixels: int = Field(default=1920 * 1080, ge=1)
+    """Width × height of one frame."""
+    video_max_running: int = Field(default=1, ge=1)
+    """Jobs processed at once (each in its own thread; model calls share the model thread)."""
+    video_max_queued: int = Field(default=8, ge=0)
+    """Jobs waiting for a free slot; beyond running + queued a new upload gets 429."""
+    video_job_ttl_s: float = Field(default=3600.0, gt=0.0)
+    """A finished job (done, failed, cancelled) and its files are removed this long after it
+    finished."""
+    video_jobs_root: Path | None = None
+    """Where each app makes its job directory (``tempfile.mkdtemp``); None: the system's temp
+    directory. The app's directory is removed at shutdown."""
+    video_raft_weights: Path | None = None
+    """torchvision RAFT weights; without them ``flow=raft`` is refused (422)."""
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -274,6 +274,46 @@ def test_model_info(client: TestClient, weights: Path) -> None:
     assert info["batching"]["batch_mode"] == "group"
 
 
+def test_model_info_reports_the_video_limits(
+    client: TestClient, weights: Path, tmp_path: Path
+) -> None:
+    defaults = Settings()
+    assert client.get("/v1/model").json()["video"] == {
+        "max_bytes": defaults.video_max_bytes,
+        "max_seconds": defaults.video_max_seconds,
+        "max_frames": defaults.video_max_frames,
+        "max_pixels": defaults.video_max_pixels,
+        "max_running": defaults.video_max_running,
+        "max_queued": defaults.video_max_queued,
+        "job_ttl_s": defaults.video_job_ttl_s,
+        "raft_weights_configured": False,
+    }
+    settings = Settings(
+        weights=weights,
+        warmup=False,
+        video_max_bytes=1234,
+        video_max_seconds=2.5,
+        video_max_frames=30,
+        video_max_pixels=640 * 480,
+        video_max_running=2,
+        video_max_queued=0,
+        video_job_ttl_s=60.0,
+        video_raft_weights=tmp_path / "raft_small.pth",
+    )
+    with TestClient(create_app(settings)) as other:
+        wait_ready(other)
+        assert other.get("/v1/model").json()["video"] == {
+            "max_bytes": 1234,
+            "max_seconds": 2.5,
+            "max_frames": 30,
+            "max_pixels": 640 * 480,
+            "max_running": 2,
+            "max_queued": 0,
+            "job_ttl_s": 60.0,
+            "raft_weights_configured": True,
+        }
+
+
 def test_metrics_by_person_bucket(client: TestClient, png: bytes) -> None:
     for persons in (1, 2, 3):
         post(client, png, params=f"?max_persons={persons}")

@@ -1,0 +1,118 @@
+"""Locust run headless in a subprocess, and its ``--csv`` statistics read back.
+
+Locust is started as ``python -m locust`` from the repository root (so the locustfile's
+``load_tests`` imports resolve) and never imported here: it patches the standard library
+with gevent when imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+PERCENTILES = ("50%", "90%", "95%", "99%")
+AGGREGATED = "Aggregated"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of Locust's ``*_stats.csv`` (times in milliseconds).
+
+    Attributes:
+        type: HTTP method (``POST``, ``GET``), ``JOB`` for a whole video job, ``""`` for
+            the aggregated line.
+        name: the request name (``/densepose [3 persons]``, ...) or ``Aggregated``.
+        requests, failures: counts.
+        rps, failures_per_s: over the run.
+        average_ms, max_ms: response times.
+        percentiles_ms: ``50%``, ``90%``, ``95%``, ``99%`` (NaN without data).
+    """
+
+    type: str
+    name: str
+    requests: int
+    failures: int
+    rps: float
+    failures_per_s: float
+    average_ms: float
+    max_ms: float
+    percentiles_ms: dict[str, float]
+
+    @property
+    def ok_rps(self) -> float:
+        """Throughput of the successful requests."""
+        return self.rps - self.failures_per_s
+
+
+def _number(text: str) -> float:
+    return math.nan if text in ("", "N/A") else float(text)
+
+
+def read_stats(csv_prefix: Path) -> dict[str, Row]:
+    """``<prefix>_stats.csv`` by request name (the aggregated line under ``Aggregated``)."""
+    path = Path(f"{csv_prefix}_stats.csv")
+    rows = {}
+    with path.open(newline="") as handle:
+        for line in csv.DictReader(handle):
+            rows[line["Name"]] = Row(
+                type=line["Type"],
+                name=line["Name"],
+                requests=int(line["Request Count"]),
+                failures=int(line["Failure Count"]),
+                rps=_number(line["Requests/s"]),
+                failures_per_s=_number(line["Failures/s"]),
+                average_ms=_number(line["Average Response Time"]),
+                max_ms=_number(line["Max Response Time"]),
+                percentiles_ms={p: _number(line[p]) for p in PERCENTILES},
+            )
+    return rows
+
+
+def locust_command(
+    host: str, scenario: str, *, users: int, seconds: float, csv_prefix: Path
+) -> list[str]:
+    """The headless Locust command line of one run (closed-loop users, all started at once)."""
+    return [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--host",
+        host,
+        "--scenario",
+        scenario,
+        "--headless",
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(users),
+        "--run-time",
+        f"{math.ceil(seconds)}s",
+        "--csv",
+        str(csv_prefix),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--stop-timeout",
+        "10",
+    ]
+
+
+def run_locust(
+    host: str, scenario: str, *, users: int, seconds: float, csv_prefix: Path
+) -> dict[str, Row]:
+    """Run Locust headless; its statistics. Locust exits 1 when some requests failed, which
+    is a result here, not an error; a run that wrote no statistics is."""
+    csv_prefix.parent.mkdir(parents=True, exist_ok=True)
+    command = locust_command(host, scenario, users=users, seconds=seconds, csv_prefix=csv_prefix)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    if not Path(f"{csv_prefix}_stats.csv").is_file():
+        raise RuntimeError(f"locust wrote no statistics (exit {done.returncode}):\n{done.stderr}")
+    return read_stats(csv_prefix)

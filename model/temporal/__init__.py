@@ -1,0 +1,29 @@
+"""Temporal smoothing of the global IUV logits across video frames (paper section 4).
+
+``flow``: the ``FlowEstimator`` interface, OpenCV DIS and the builder (RAFT in ``raft``);
+``warp``: grid conventions, backward warping, flow resampling and chaining; ``smoothing``:
+eq. 5-6 over a sliding window of a frame stream.
+"""
+
+from model.temporal.flow import DISFlow, FlowEstimator, FlowName, build_flow_estimator
+from model.temporal.smoothing import (
+    SmoothedFrame,
+    SmoothingConfig,
+    TemporalSmoother,
+    weighted_vote,
+)
+from model.temporal.warp import chain_flows, resample_flow, warp_logits
+
+__all__ = [
+    "DISFlow",
+    "FlowEstimator",
+    "FlowName",
+    "SmoothedFrame",
+    "SmoothingConfig",
+    "TemporalSmoother",
+    "build_flow_estimator",
+    "chain_flows",
+    "resample_flow",
+    "warp_logits",
+    "weighted_vote",
+]

@@ -1,0 +1,162 @@
+"""Video files in and out: probe, RGB frame iterator (OpenCV), H.264 MP4 writer (PyAV).
+
+Decoding uses OpenCV's FFmpeg backend (a core dependency). Writing needs PyAV (extra
+``video``): its wheels bundle FFmpeg with libx264, and the MP4s are H.264 in yuv420p with the
+``faststart`` layout (index first), which every browser plays. OpenCV's own writer offers
+only MPEG-4 part 2 (``mp4v``), which browsers do not play.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import cv2
+import numpy as np
+
+from model.video.errors import VideoError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says: frame count (OpenCV's; an estimate from duration × fps for
+    some containers, e.g. Matroska), frames per second, frame size in pixels."""
+
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps
+
+
+def _open(path: Path) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        raise VideoError(
+            f"{path.name}: cannot be read as a video (not a video file, truncated, or no frames)"
+        )
+    return capture
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Frame count, fps and size of a video; ``VideoError`` when it has no frames or no
+    usable frame rate (an image or a text file, say)."""
+    path = Path(path)
+    capture = _open(path)
+    try:
+        frames = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        capture.release()
+    if not frames >= 1:  # also NaN; a still image reports a negative count
+        raise VideoError(f"{path.name}: no frames (frame count {frames:g})")
+    if not 0 < fps < 1000:
+        raise VideoError(f"{path.name}: no usable frame rate ({fps:g} fps)")
+    if width < 1 or height < 1:
+        raise VideoError(f"{path.name}: no frame size ({width}x{height})")
+    return VideoInfo(frames=int(frames), fps=float(fps), width=width, height=height)
+
+
+def read_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """The frames of a video in order, each (H, W, 3) uint8 RGB; stops where decoding stops
+    (compare the count with ``probe`` to detect truncation)."""
+    capture = _open(Path(path))
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+
+
+def frame_rate(fps: float) -> Fraction:
+    """fps as the nearest fraction with a denominator up to 1001 (29.97 -> 30000/1001)."""
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return Fraction(fps).limit_denominator(1001)
+
+
+class H264Writer:
+    """Writes (H, W, 3) uint8 RGB frames to an H.264 MP4 (libx264, yuv420p, ``faststart``).
+
+    yuv420p needs even sides: an odd width or height is padded by one edge-repeated column or
+    row (the only case where the video is not exactly the frames' size). ``crf`` is x264's
+    quality (0 lossless .. 51; 18 looks lossless on part colours), ``preset`` its speed.
+    Use as a context manager or call ``close``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        width: int,
+        height: int,
+        fps: float,
+        crf: int = 18,
+        preset: str = "fast",
+    ) -> None:
+        try:
+            import av
+        except ImportError:
+            raise RuntimeError(
+                "writing MP4 needs PyAV: pip install -e '.[video]' (or pip install av)"
+            ) from None
+        if width < 1 or height < 1:
+            raise ValueError(f"need a positive frame size, got {width}x{height}")
+        self.path = Path(path)
+        self.width, self.height = width, height
+        self.frames = 0
+        self._av: Any = av
+        self._container: Any = av.open(str(self.path), "w", options={"movflags": "+faststart"})
+        rate = frame_rate(fps)
+        stream = self._container.add_stream("libx264", rate=rate)
+        stream.width, stream.height = width + width % 2, height + height % 2
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = 1 / rate
+        stream.options = {"crf": str(crf), "preset": preset}
+        self._stream = stream
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        if frame_rgb.shape != (self.height, self.width, 3) or frame_rgb.dtype != np.uint8:
+            raise ValueError(
+                f"expected a ({self.height}, {self.width}, 3) uint8 frame, "
+                f"got {frame_rgb.shape} {frame_rgb.dtype}"
+            )
+        padding = ((0, self.height % 2), (0, self.width % 2), (0, 0))
+        image = np.pad(frame_rgb, padding, mode="edge") if any(p[1] for p in padding) else frame_rgb
+        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame.pts = self.frames
+        self._container.mux(self._stream.encode(frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file (idempotent)."""
+        if self._container is None:
+            return
+        try:
+            self._container.mux(self._stream.encode(None))
+        finally:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> H264Writer:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

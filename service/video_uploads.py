@@ -1,0 +1,182 @@
+"""Receiving one clip for a video job: a multipart ``file`` or a raw ``video/*`` body, streamed
+to a file and never past the byte limit; its container recognised from its first bytes; then
+probed (frames, fps, size, duration), held to the limits, and a frame near its declared end
+decoded (a truncated file fails there) before any job exists."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path
+
+import cv2
+from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from model.video import VideoError, VideoInfo, probe
+from service.errors import ServiceError
+from service.uploads import MULTIPART_OVERHEAD_BYTES
+
+RAW_MEDIA_TYPES = (
+    "video/mp4",
+    "video/quicktime",
+    "video/webm",
+    "video/x-matroska",
+    "video/x-msvideo",
+    "video/avi",
+)
+"""Content types a raw (non-multipart) upload may declare; the bytes decide the container."""
+CONTAINERS = ("mp4", "mov", "webm", "avi")
+_QUICKTIME_ATOMS = (b"moov", b"mdat", b"wide", b"free", b"skip")
+"""First atoms of QuickTime files written without an ``ftyp`` atom."""
+_CHUNK_BYTES = 1024 * 1024
+
+
+def _too_large(max_bytes: int) -> ServiceError:
+    return ServiceError(
+        413, "upload_too_large", f"the upload is larger than the limit of {max_bytes} bytes"
+    )
+
+
+async def save_upload(request: Request, path: Path, *, max_bytes: int) -> int:
+    """Stream the uploaded clip to ``path`` (created); its size in bytes.
+
+    Raises:
+        ServiceError: 413 over the byte limit, 415 a content type that is neither multipart
+            nor one of ``RAW_MEDIA_TYPES``, 400 an empty upload, a malformed multipart body or
+            one without a ``file`` part.
+    """
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD_BYTES:
+        raise _too_large(max_bytes)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        body = _limited(request.stream(), max_bytes + MULTIPART_OVERHEAD_BYTES)
+        parser = MultiPartParser(request.headers, body, max_files=1, max_fields=16)
+        try:
+            form = await parser.parse()
+        except MultiPartException as error:
+            raise ServiceError(400, "invalid_multipart", error.message) from error
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ServiceError(
+                    400, "missing_file", "multipart upload without a file part named 'file'"
+                )
+            size = await _write(_read_chunks(upload), path, max_bytes=max_bytes)
+        finally:
+            await form.close()
+    elif content_type in RAW_MEDIA_TYPES:
+        size = await _write(request.stream(), path, max_bytes=max_bytes)
+    else:
+        raise ServiceError(
+            415,
+            "unsupported_media_type",
+            f"content type {content_type or '(none)'!r} not accepted: send multipart/form-data "
+            f"with a 'file' part, or a raw body of type {', '.join(RAW_MEDIA_TYPES)}",
+        )
+    if size == 0:
+        raise ServiceError(400, "empty_body", "the upload is empty: send one video clip")
+    return size
+
+
+async def _limited(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncGenerator[bytes, None]:
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        yield chunk
+
+
+async def _read_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(_CHUNK_BYTES):
+        yield chunk
+
+
+async def _write(chunks: AsyncIterator[bytes], path: Path, *, max_bytes: int) -> int:
+    size = 0
+    with path.open("xb") as file:
+        async for chunk in _limited(chunks, max_bytes):
+            size += len(chunk)
+            await asyncio.to_thread(file.write, chunk)
+    return size
+
+
+def container_of(head: bytes) -> str | None:
+    """``mp4``, ``mov``, ``webm`` (also Matroska) or ``avi`` from a file's first 12 bytes."""
+    if head[4:8] == b"ftyp":
+        return "mov" if head[8:12] == b"qt  " else "mp4"
+    if head[4:8] in _QUICKTIME_ATOMS:
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+def check_video(
+    path: Path, *, max_seconds: float, max_frames: int, max_pixels: int
+) -> tuple[Path, VideoInfo]:
+    """The clip renamed to ``video.<container>`` beside itself, and its probe, once it is a
+    readable video within the limits. Blocking: run it in a worker thread.
+
+    Raises:
+        ServiceError: 415 ``unsupported_video`` (not one of ``CONTAINERS``), 422
+            ``invalid_video`` (unreadable, no frames, no frame rate, truncated), 413
+            ``too_many_pixels`` / ``too_many_frames`` / ``video_too_long``.
+    """
+    with path.open("rb") as file:
+        container = container_of(file.read(12))
+    if container is None:
+        raise ServiceError(
+            415,
+            "unsupported_video",
+            f"not a video container this service reads: expected {', '.join(CONTAINERS)}",
+        )
+    source = path.rename(path.with_name(f"video.{container}"))
+    try:
+        info = probe(source)
+    except VideoError as error:
+        reason = str(error).removeprefix(f"{source.name}: ")
+        raise ServiceError(422, "invalid_video", f"the {container} upload: {reason}") from error
+    pixels = info.width * info.height
+    if pixels > max_pixels:
+        raise ServiceError(
+            413,
+            "too_many_pixels",
+            f"frames of {info.width} × {info.height} = {pixels} pixels, more than the limit "
+            f"of {max_pixels}",
+        )
+    if info.frames > max_frames:
+        raise ServiceError(
+            413, "too_many_frames", f"{info.frames} frames, more than the limit of {max_frames}"
+        )
+    if info.duration_s > max_seconds:
+        raise ServiceError(
+            413,
+            "video_too_long",
+            f"{info.duration_s:.2f} s long, more than the limit of {max_seconds:g} s",
+        )
+    last = max(0, info.frames - 1 - max(1, info.frames // 50))
+    if not _decodes(source, last):
+        raise ServiceError(
+            422,
+            "invalid_video",
+            f"the {container} upload is truncated or corrupt: frame {last + 1} of the "
+            f"{info.frames} it declares does not decode",
+        )
+    return source, info
+
+
+def _decodes(path: Path, index: int) -> bool:
+    """Whether frame ``index`` decodes: a truncated file fails near its end. The pipeline
+    tolerates a shortfall of 2 % of the declared count (at least one frame), as here."""
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        return bool(capture.read()[0])
+    finally:
+        capture.release()

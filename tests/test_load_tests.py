@@ -1,0 +1,291 @@
+"""``load_tests/``: the committed inputs, the scenarios' requests against the app
+(``TestClient``, tiny random network), Locust itself headless for a few seconds against a
+real uvicorn server, the sweep's perf_analyzer-style report from canned Locust CSV and two
+``/metrics`` snapshots, the overload test's schedule and verdicts on made-up outcomes, and
+the scale-out nginx config (checked by ``nginx -t`` where nginx is installed)."""
+
+from __future__ import annotations
+
+import io
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from prometheus_client import generate_latest
+
+from benchmarks.common import environment
+from load_tests import overload, scale_out, sweep
+from load_tests.metrics import parse, server_split
+from load_tests.runner import read_stats, run_locust
+from load_tests.scenarios import (
+    CLIP_NAME,
+    IMAGES_DIR,
+    PERSON_COUNTS,
+    REJECTED_SUFFIX,
+    SCENARIOS,
+    VIDEO_NAMES,
+    image_files,
+    image_name,
+    load_images,
+    pick_persons,
+    run_video_job,
+)
+from service.app import create_app
+from service.metrics import ServiceMetrics
+from service.settings import Settings
+from service.testing import ServerProcess, tiny_checkpoint
+
+# -- inputs and scenarios -------------------------------------------------------------------
+
+
+def test_committed_inputs_are_small_and_have_the_right_size() -> None:
+    images = load_images()
+    assert sorted(images) == list(PERSON_COUNTS)
+    for data in images.values():
+        assert len(data) <= 100_000
+        with Image.open(io.BytesIO(data)) as image:
+            assert (image.format, image.size) == ("JPEG", (512, 384))
+    assert (IMAGES_DIR / CLIP_NAME).stat().st_size <= 100_000
+
+
+def test_scenarios_pick_their_person_counts() -> None:
+    rng = random.Random(0)
+    for n in PERSON_COUNTS:
+        assert pick_persons(f"persons-{n}", rng) == n
+    assert {pick_persons("mixed", rng) for _ in range(200)} == set(PERSON_COUNTS)
+    for bad in ("video", "persons-2", "crowd"):
+        with pytest.raises(ValueError, match="not an image scenario"):
+            pick_persons(bad, rng)
+    names = {image_name(n) for n in PERSON_COUNTS}
+    assert len(names) == len(PERSON_COUNTS) and "/densepose [15 persons]" in names
+    assert set(SCENARIOS) == {*(f"persons-{n}" for n in PERSON_COUNTS), "mixed", "video"}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("weights") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def client(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    jobs = tmp_path_factory.mktemp("jobs")
+    app = create_app(Settings(weights=weights, max_wait_ms=0, video_jobs_root=jobs))
+    with TestClient(app) as test_client:
+        deadline = time.monotonic() + 60
+        while test_client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        yield test_client
+
+
+class Recorder:
+    """A ``Send`` over the TestClient that records (method, path, name) of each request."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self.calls: list[tuple[str, str, str]] = []
+
+    def __call__(self, method: str, path: str, *, name: str, **kwargs: Any) -> Any:
+        self.calls.append((method, path, name))
+        return self.client.request(method, path, **kwargs)
+
+
+def test_image_requests_are_answered(client: TestClient) -> None:
+    images = load_images()
+    for n in PERSON_COUNTS:
+        response = client.post("/densepose", files=image_files(n, images))
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["image"] == {"height": 384, "width": 512}
+        assert len(answer["persons"]) == 3  # the tiny test network always finds 3
+
+
+def test_video_job_flow_submits_polls_and_downloads(client: TestClient) -> None:
+    send = Recorder(client)
+    clip = (IMAGES_DIR / CLIP_NAME).read_bytes()
+    job = run_video_job(send, clip, poll_s=0.05, timeout_s=120)
+    assert job.state == "done", job
+    assert job.result_bytes > 0 and job.polls >= 1 and job.seconds > 0
+    assert send.calls[0] == ("POST", "/densepose/video", VIDEO_NAMES["submit"])
+    polls = send.calls[1:-1]
+    assert polls and all(
+        call == ("GET", f"/densepose/video/{job.job_id}", VIDEO_NAMES["poll"]) for call in polls
+    )
+    assert send.calls[-1] == (
+        "GET",
+        f"/densepose/video/{job.job_id}/result.npz",
+        VIDEO_NAMES["result"],
+    )
+    refused = run_video_job(Recorder(client), b"not a video", poll_s=0.05, timeout_s=5)
+    assert refused.state.startswith("rejected 4") and refused.job_id is None
+
+
+# -- Locust itself --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_spec("locust") is None, reason="needs the 'load' extra (locust)")
+def test_locust_runs_headless_and_splits_statistics_by_person_count(
+    weights: Path, tmp_path: Path
+) -> None:
+    with ServerProcess({"weights": str(weights)}, log_path=tmp_path / "server.log") as server:
+        rows = run_locust(server.url, "mixed", users=2, seconds=3, csv_prefix=tmp_path / "mixed")
+        video = run_locust(server.url, "video", users=1, seconds=2, csv_prefix=tmp_path / "video")
+    image_rows = {name: row for name, row in rows.items() if name.startswith("/densepose [")}
+    assert image_rows and set(image_rows) <= {image_name(n) for n in PERSON_COUNTS}
+    assert all(row.type == "POST" and row.failures == 0 for row in image_rows.values())
+    assert rows["Aggregated"].requests == sum(row.requests for row in image_rows.values())
+    assert video[VIDEO_NAMES["submit"]].requests >= 1
+    job = video[VIDEO_NAMES["job"]]
+    assert job.type == "JOB" and job.requests >= 1 and job.failures == 0
+
+
+# -- the sweep's report ---------------------------------------------------------------------
+
+HEADER = (
+    "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
+    "Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,"
+    "50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%"
+)
+
+
+def canned_csv(prefix: Path) -> None:
+    rejected = image_name(3) + REJECTED_SUFFIX
+    Path(f"{prefix}_stats.csv").write_text(
+        "\n".join(
+            [
+                HEADER,
+                f"POST,{image_name(3)},100,0,500,520.4,300,900,2000,3.5,0.0,"
+                "500,510,520,530,600,650,700,800,900,900,900",
+                f"POST,{rejected},10,10,5,5.0,4,9,50,0.35,0.35,5,5,5,5,6,7,8,9,9,9,9",
+                ",Aggregated,110,10,480,473.7,4,900,1800,3.85,0.35,"
+                "480,500,510,520,590,640,690,790,900,900,900",
+            ]
+        )
+        + "\n"
+    )
+
+
+def metrics_texts() -> tuple[str, str]:
+    """/metrics before and after a made-up cell: 10 requests, each 1 s on the server, 0.2 s
+    queued; 3 batches of 2 (0.4 s each) and 4 batches of 1 (0.2 s each); 2 refusals."""
+    metrics = ServiceMetrics()
+    metrics.request_latency.labels(endpoint="/densepose", persons="3-4").observe(9.0)
+    before = generate_latest(metrics.registry).decode()
+    for _ in range(10):
+        metrics.request_latency.labels(endpoint="/densepose", persons="3-4").observe(1.0)
+        metrics.queue_wait.observe(0.2)
+    for size, seconds, count in (("2", 0.4, 3), ("1", 0.2, 4)):
+        for _ in range(count):
+            metrics.forward_time.labels(batch_size=size).observe(seconds)
+    metrics.rejections.labels(reason="queue_full").inc(2)
+    return before, generate_latest(metrics.registry).decode()
+
+
+def test_server_split_diffs_the_histograms() -> None:
+    before, after = (parse(text) for text in metrics_texts())
+    split = server_split(before, after)
+    assert split.requests == 10
+    assert split.latency_s == pytest.approx(1.0)
+    assert split.queue_s == pytest.approx(0.2)
+    # request-weighted: (2 * 1.2 + 1 * 0.8) / (2 * 3 + 1 * 4)
+    assert split.compute_s == pytest.approx(0.32)
+    assert split.other_s == pytest.approx(0.48)
+    assert split.batches == 7 and split.mean_batch_size == pytest.approx(10 / 7)
+    assert split.rejected == {"queue_full": 2.0}
+
+
+def test_sweep_report_from_canned_csv_and_metrics(tmp_path: Path) -> None:
+    canned_csv(tmp_path / "cell")
+    rows = read_stats(tmp_path / "cell")
+    before, after = (parse(text) for text in metrics_texts())
+    cell = sweep.cell_report(persons=3, users=4, seconds=30, rows=rows, before=before, after=after)
+    assert cell["client"]["throughput_rps"] == pytest.approx(3.5)
+    assert cell["client"]["latency_ms"] == {"50%": 500, "90%": 600, "95%": 650, "99%": 800}
+    assert cell["rejected_503"] == 10 and cell["all_failures"] == 10
+    assert cell["server"]["queue_s"] == pytest.approx(0.2)
+    report = {
+        "environment": environment(module=sweep.MODULE, argv=[], threads=1)
+        | {"load_average_end": [0.0, 0.0, 0.0]},
+        "host": "http://127.0.0.1:8000",
+        "server": {"model_id": "default@abc", "device": "cpu", "torch_threads": 2},
+        "settings": {"seconds": 30},
+        "cells": [cell],
+    }
+    text = sweep.render_markdown(report)
+    assert "| 3 | 4 | 3.50 | 500 | 600 | 650 | 800 | 520 | 1000 | 200 | 320 | 480 |" in text
+    assert (
+        "throughput 3.50 infer/sec, latency p50 500000 usec, p90 600000 usec, p95 650000 "
+        "usec, p99 800000 usec; avg server request 1000000 usec (queue 200000 + compute "
+        "320000 + other 480000)"
+    ) in text
+    sweep.plot(report, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+
+
+# -- overload -------------------------------------------------------------------------------
+
+PHASES = [
+    overload.Phase("before", 2.0, 10.0),
+    overload.Phase("overload", 8.0, 10.0),
+    overload.Phase("after", 2.0, 10.0),
+]
+
+
+def test_arrivals_follow_the_phase_rates() -> None:
+    schedule = overload.arrivals(PHASES, seed=0)
+    times = [t for t, _ in schedule]
+    assert times == sorted(times) and times[0] >= 0 and times[-1] < 30
+    counts = {p.name: sum(1 for _, name in schedule if name == p.name) for p in PHASES}
+    assert 10 <= counts["before"] <= 30 and 60 <= counts["overload"] <= 100
+    starts = {"before": 0, "overload": 10, "after": 20}
+    assert all(starts[name] <= t < starts[name] + 10 for t, name in schedule)
+
+
+def outcome(sent_s: float, phase: str, status: int, latency_s: float) -> overload.Outcome:
+    return overload.Outcome(sent_s, phase, status, latency_s)
+
+
+def test_overload_phase_report_and_recovery() -> None:
+    outcomes = [outcome(t / 2, "before", 200, 0.5) for t in range(20)]
+    outcomes += [outcome(10 + t / 8, "overload", 503 if t % 2 else 200, 2.0) for t in range(80)]
+    outcomes += [outcome(20 + t / 2, "after", 200, 3.0 if t < 6 else 0.5) for t in range(20)]
+    report = overload.phase_report(outcomes, PHASES[1])
+    assert report["sent"] == 80 and report["offered_rps"] == 8.0
+    assert report["rejected_503_share"] == 0.5 and report["accepted_rps"] == 4.0
+    assert report["accepted_p99_s"] == pytest.approx(2.0)
+    queue = [(t / 2, 1.0 if t < 20 else (64.0 if t < 46 else 0.0)) for t in range(60)]
+    rec = overload.recovery(outcomes, queue, PHASES)
+    assert rec["queue_drained_s"] == pytest.approx(3.0)
+    assert rec["latency_recovered_s"] == pytest.approx(3.0)  # bins 0-2 are 3 s slow
+    never = [*outcomes[:-1], outcome(29.9, "after", 503, 0.01)]
+    assert overload.recovery(never, queue, PHASES)["latency_recovered_s"] is None
+
+
+# -- scale-out ------------------------------------------------------------------------------
+
+
+def test_nginx_config_has_both_backends_least_conn_and_stays_in_its_prefix(
+    tmp_path: Path,
+) -> None:
+    backends = ["127.0.0.1:8001", "127.0.0.1:8002"]
+    text = scale_out.nginx_config(tmp_path, listen_port=8080, backends=backends)
+    upstream = text[text.index("upstream ddp {") : text.index("}", text.index("upstream ddp {"))]
+    assert "least_conn;" in upstream
+    assert all(f"server {backend}" in upstream for backend in backends)
+    assert "listen 127.0.0.1:8080;" in text and "daemon off;" in text
+    paths = [
+        w.rstrip(";") for w in text.split() if w.startswith("/") and w != "/"
+    ]  # not "location /"
+    assert paths and all(path.startswith(str(tmp_path)) for path in paths)
+    if shutil.which("nginx") is None:
+        pytest.skip("nginx not installed: config rendered, not checked by nginx -t")
+    config = scale_out.write_nginx(tmp_path, listen_port=8080, backends=backends)
+    assert config.read_text() == text
