@@ -5,7 +5,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Until trained weights ship in weights/, the demo runs an untrained network (see README).
+# Without weights/ddp_default.safetensors (e.g. moved away to retrain), the demo falls back to an
+# untrained network (see README).
 DEMO_FLAGS ?= $(if $(wildcard weights/ddp_default.safetensors),,--untrained default)
 
 # `make serve` runs the HTTP service on 127.0.0.1:8000 (same untrained fallback as the demo).
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ddp predict examples/toy_scene.png --out out/demo $(DEMO_FLAGS)
+	$(BIN)/ddp predict examples/synthetic_scene.jpg --out out/demo $(DEMO_FLAGS)
 
 serve: $(STAMP)
 	$(BIN)/ddp serve --host 127.0.0.1 --port 8000 $(SERVE_FLAGS)
