@@ -97,6 +97,13 @@ def batch_size_for(settings: Settings, device: torch.device) -> int:
     return 8 if device.type == "cuda" else 4
 
 
+def queue_size_for(settings: Settings, device: torch.device) -> int:
+    """``queue_size`` as set, else 16 on the CPU and 64 on CUDA."""
+    if settings.queue_size is not None:
+        return settings.queue_size
+    return 64 if device.type == "cuda" else 16
+
+
 def image_shape(image: np.ndarray) -> tuple[int, ...]:
     """Batch grouping key: images of one shape are resized and padded identically, so a
     batched result equals the result of the image alone."""

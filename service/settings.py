@@ -47,8 +47,12 @@ class Settings(BaseSettings):
     padding). On a 2-core CPU, on three mixed sizes, ``pad`` measured 0.90-0.93x the
     throughput of ``group`` with a worse p99 (docs/benchmarks/service_batching.md); the
     mode matters only when ``max_batch_size`` > 1 and sizes differ."""
-    queue_size: int = Field(default=64, ge=1)
-    """Requests waiting for the model beyond this are refused at once (503 + Retry-After)."""
+    queue_size: int | None = Field(default=None, ge=1)
+    """Requests waiting for the model beyond this are refused at once (503 + Retry-After).
+    None: 16 on the CPU, 64 on CUDA. The queue bounds the wait of every accepted request: on
+    a 2-core CPU serving about 3 requests/s, a queue of 64 meant 20-25 s waits under overload
+    (p99 of accepted requests 24.7 s) and 45 s to drain afterwards; 16 is about 5 s of work
+    (docs/benchmarks/overload.md)."""
     request_timeout_s: float = Field(default=30.0, gt=0.0)
     """Deadline of a request from its arrival in the queue; past it: 504, and not computed."""
     drain_timeout_s: float = Field(default=30.0, ge=0.0)

@@ -24,6 +24,7 @@ from service.inference import (
     check_weights,
     group_key_for,
     load_predictor,
+    queue_size_for,
     warm_up,
 )
 from service.metrics import ServiceMetrics
@@ -75,7 +76,7 @@ class ServiceState:
             predictor,
             max_batch_size=batch_size_for(self.settings, predictor.device),
             max_wait_s=self.settings.max_wait_ms / 1000,
-            queue_size=self.settings.queue_size,
+            queue_size=queue_size_for(self.settings, predictor.device),
             metrics=self.metrics,
             group_key=group_key_for(self.settings.batch_mode),
         )

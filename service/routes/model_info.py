@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from service.deps import ModelDep, StateDep
-from service.inference import batch_size_for
+from service.inference import batch_size_for, queue_size_for
 
 router = APIRouter(tags=["model"])
 
@@ -24,7 +24,7 @@ async def model_info(model: ModelDep, state: StateDep) -> dict[str, Any]:
             "max_batch_size": batch_size_for(settings, model.predictor.device),
             "max_wait_ms": settings.max_wait_ms,
             "batch_mode": settings.batch_mode,
-            "queue_size": settings.queue_size,
+            "queue_size": queue_size_for(settings, model.predictor.device),
             "request_timeout_s": settings.request_timeout_s,
         },
         "limits": {
