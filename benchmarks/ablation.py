@@ -7,23 +7,26 @@ sparse) is trained by ``ddp recipe`` on the same cached train set with the same 
 ``--runs/<variant>-seed<k>`` (resumable), then scored on the same held-out set: GPS AP/AR,
 mask AP and seconds per image (one image per forward pass). ``--seeds`` trains the full model
 once per seed, so the table shows the seed-to-seed spread next to the variants' differences.
+Unless given, every training and data setting is the recipe's own default
+(``model.training.settings``), except the shorter schedule (``--steps``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from matplotlib.figure import Figure
 
 from benchmarks.common import configure_torch, describe, environment, markdown_table, write_outputs
 from model.config import ABLATIONS, ablate, get_config
 from model.device import select_device
-from model.train.loop import TrainSettings
-from model.train.recipe import DataSettings, run_recipe
+from model.training.recipe import run_recipe
+from model.training.settings import DataEngine, DataSettings, TrainSettings
 
 MODULE = "benchmarks.ablation"
 METRICS = (("gps_ap", "AP"), ("gps_ap50", "AP50"), ("gps_ar", "AR"), ("mask_ap", "mask AP"))
@@ -66,18 +69,21 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    train, data = TrainSettings(), DataSettings()
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__)
     parser.add_argument("--config", default="default")
     parser.add_argument("--steps", type=int, default=400, help="schedule of every run")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=train.batch_size)
+    parser.add_argument("--lr", type=float, default=train.lr)
+    parser.add_argument("--warmup", type=int, default=train.warmup_steps)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--train-images", type=int, default=4000)
-    parser.add_argument("--val-images", type=int, default=200)
+    parser.add_argument("--train-images", type=int, default=data.train_images)
+    parser.add_argument("--val-images", type=int, default=data.val_images)
+    parser.add_argument("--engine", default=data.engine, choices=get_args(DataEngine))
+    parser.add_argument("--calibration-images", type=int, default=data.calibration_images)
     parser.add_argument("--data-root", help="rendered sets cache (default .cache/datasets)")
     parser.add_argument("--runs", default="runs/ablation", help="one run directory per row")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=train.workers)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--out", default="docs/benchmarks")
     args = parser.parse_args(argv)
@@ -85,20 +91,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = environment(
         module=MODULE, argv=sys.argv[1:] if argv is None else argv, threads=args.threads
     )
-    data = DataSettings(
+    data = dataclasses.replace(
+        data,
         train_images=args.train_images,
         val_images=args.val_images,
+        calibration_images=args.calibration_images,
+        engine=args.engine,
         workers=args.workers,
         data_root=Path(args.data_root) if args.data_root else None,
     )
     rows = []
     for variant, seed in runs(args.seeds):
-        training = TrainSettings(
+        training = dataclasses.replace(
+            train,
             steps=args.steps,
             batch_size=args.batch_size,
             lr=args.lr,
-            warmup_steps=min(args.warmup, args.steps),
-            checkpoint_every=args.steps,
+            warmup_steps=args.warmup,
             workers=args.workers,
             seed=seed,
         )
@@ -116,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "warmup_steps": args.warmup,
+        "checkpoint_every": train.checkpoint_every,
         "train_images": args.train_images,
         "val_images": args.val_images,
     }

@@ -8,6 +8,7 @@ round's seconds per stage. :func:`medians` condenses the rounds.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -23,6 +24,26 @@ from torch import Tensor
 
 Seconds = dict[str, float]
 """Seconds per stage of one run of a case."""
+X_AGG_STRIDE = 4
+"""X_agg, the mask logits and the IUV logits are at 1/4 of the input."""
+
+
+def x_agg_size(height: int, width: int) -> tuple[int, int]:
+    """The X_agg cells covering an image of ``height`` x ``width`` pixels (rounded up)."""
+    return -(-height // X_AGG_STRIDE), -(-width // X_AGG_STRIDE)
+
+
+def image_size(text: str, *, minimum: int = 1) -> tuple[int, int]:
+    """``"96x128"`` -> (96, 128), height first: an ``argparse`` type (``functools.partial``
+    sets ``minimum``, the least side)."""
+    height, _, width = text.lower().partition("x")
+    try:
+        size = int(height), int(width)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 96x128), got {text!r}") from None
+    if min(size) < minimum:
+        raise argparse.ArgumentTypeError(f"need both sides >= {minimum}, got {text!r}")
+    return size
 
 
 class StageClock:

@@ -1,7 +1,7 @@
 """Seconds per image vs persons per image: DDP (sparse and dense IUV branch) vs a top-down
 reference, the measurement of paper Fig. 4.
 
-``python -m benchmarks.persons --out docs/benchmarks`` (or ``ddp bench persons --out ...``)
+``python -m benchmarks.persons --out docs/benchmarks``
 
 Methods, timed side by side on the same images (``benchmarks.common.interleaved``: each
 round runs every method once, in a rotating order; medians over ``--repeats`` rounds):
@@ -19,22 +19,19 @@ Without the weights file the run falls back to a random ``--untrained`` network 
 ``default``) and says so loudly: such a network detects nobody, so its DDP times do not grow
 with N and mean nothing for this comparison.
 
-Images (:class:`CrowdBuilder`): synthetic scenes of the data engine at one size (the
-network's input size unless ``--image-size``): N persons on a grid of cells (rows chosen to
-give each cell the most room), one person per cell, centred, not overlapping, at the same
-depth in a row of tiers (people may stand above the ground, as on stairs), in front of the
-same background for every N. Person i is the same body, pose and outfit in every scene. Each
-person's visible area is set to a target (depth solved over up to three renders); a person
-too wide or tall for its cell is shrunk to fit and the scene says so. Two series:
+Images: the data engine's crowd scenes (``model.data.crowd.CrowdBuilder``) at one size (the
+network's input size unless ``--image-size``): N persons on a grid, one per cell, each at a
+target visible area, the same persons and background for every N. Two series:
 
 * ``constant_foreground`` (a): the persons' areas add up to ``--foreground`` of the image:
   people shrink as N grows, which isolates the per-person cost;
 * ``constant_size`` (b): each person covers ``--person-fraction``: the foreground grows
   with N.
 
-For each point the report gives the rendered foreground, how many persons DDP found (score
->= 0.3), the share of X_agg its sparse IUV branch computed on (M_fg), and per method the
-median seconds by stage, their total, and the ratio to the smallest N.
+For each point the report gives the rendered foreground, how many persons DDP found (those
+scoring at least its config's ``detection_score_threshold``), the share of X_agg its sparse
+IUV branch computed on (M_fg), and per method the median seconds by stage, their total, and
+the ratio to the smallest N.
 """
 
 from __future__ import annotations
@@ -42,7 +39,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.metadata
-import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -62,24 +58,23 @@ from benchmarks.common import (
     configure_torch,
     describe,
     environment,
+    image_size,
     interleaved,
     markdown_table,
     medians,
     write_outputs,
+    x_agg_size,
 )
 from benchmarks.topdown import TopDownConfig, TopDownPredictor, build_topdown
 from model.checkpoint import file_sha256
 from model.config import CONFIGS, get_config
-from model.data.appearance import sample_outfit
-from model.data.body import PHENOTYPES
-from model.data.labels import mask_boxes, person_masks
-from model.data.scene import Camera, Person, Renderer, Scene
-from model.ddp import use_sparse_backend
-from model.predictor import Predictor
-from model.sparse import resolve_backend
+from model.data.crowd import Crowd, CrowdBuilder
+from model.inference.predictor import Predictor
+from model.network.ddp import use_sparse_backend
+from model.network.sparse import resolve_backend
+from model.paths import DEFAULT_WEIGHTS
 
 MODULE = "benchmarks.persons"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "ddp_default.safetensors"
 SERIES = {
     "constant_foreground": "(a) constant total foreground: persons shrink as N grows",
     "constant_size": "(b) constant person size: the foreground grows with N",
@@ -91,43 +86,12 @@ STAGES = {
     "topdown": ("backbone_fpn", "box_stage", "mask_head", "densepose_head", "preprocess_paste"),
 }
 """Stages of each method; DDP's ``forward`` is without the IUV branch."""
-DETECTION_SCORE = 0.3
 EXPECTED_RATIO = 1.3
 """Expectation for series (a): DDP sparse at the largest N within this factor of the smallest."""
 
-# -- scenes ---------------------------------------------------------------------------------
-
-CAMERA_HEIGHT_M = 1.5
-FIELD_OF_VIEW_DEG = 50.0
-ASSUMED_ASPECT = 0.6
-"""Box width / height assumed for a person when choosing the grid."""
-CELL_FILL = 0.9
-"""A person's box takes at most this share of its cell's height and width."""
-POSE_ACTIVITY = 0.7
-"""Sampled joint angles are scaled by this: calmer poses fit their cells."""
-AREA_TOLERANCE = 0.03
-"""Renders stop once every person's area is within this relative error of its target."""
-RENDER_PASSES = 3
-AREA_PER_HEIGHT2 = 0.16
-"""First guess of a person's visible area over its box height squared."""
-
-
-def grid_shape(persons: int, height: int, width: int) -> tuple[int, int]:
-    """(rows, columns) for ``persons`` cells giving a person of ``ASSUMED_ASPECT`` the
-    tallest box (fewer rows on ties); (0, 0) for no persons."""
-    if persons == 0:
-        return 0, 0
-
-    def room(rows: int) -> tuple[float, int]:
-        cols = math.ceil(persons / rows)
-        return min(height / rows, width / cols / ASSUMED_ASPECT), -rows
-
-    rows = max(range(1, persons + 1), key=room)
-    return rows, math.ceil(persons / rows)
-
 
 def person_fraction(series: str, persons: int, *, foreground: float, person: float) -> float:
-    """Target visible area of each person, as a fraction of the image."""
+    """Target visible area of each person in a scene of ``series``, as a fraction of the image."""
     if series == "constant_foreground":
         return foreground / max(persons, 1)
     if series == "constant_size":
@@ -135,171 +99,23 @@ def person_fraction(series: str, persons: int, *, foreground: float, person: flo
     raise ValueError(f"unknown series {series!r}; choose one of {list(SERIES)}")
 
 
-@dataclass
-class Crowd:
-    """One rendered scene of N persons.
-
-    Attributes:
-        image: (H, W, 3) uint8 RGB.
-        instance: (H, W) uint8, 0 = background, i + 1 = person i.
-        boxes_xyxy: (N, 4) float32, the persons' visible boxes in pixels.
-        person_fractions: (N,) float64, each person's visible area / image area.
-        target_fraction: the area each person was meant to cover.
-        shrunk: (N,) bool, persons made smaller than the target to fit their cells.
-    """
-
-    image: np.ndarray
-    instance: np.ndarray
-    boxes_xyxy: np.ndarray
-    person_fractions: np.ndarray
-    target_fraction: float
-    shrunk: np.ndarray
-
-    @property
-    def persons(self) -> int:
-        return len(self.boxes_xyxy)
-
-    @property
-    def foreground_fraction(self) -> float:
-        return float((self.instance > 0).mean())
-
-    def summary(self) -> dict[str, Any]:
-        heights = self.boxes_xyxy[:, 3] - self.boxes_xyxy[:, 1]
-        fractions = self.person_fractions
-        return {
-            "persons": self.persons,
-            "foreground_fraction": self.foreground_fraction,
-            "target_person_fraction": self.target_fraction,
-            "person_fraction": _spread(fractions),
-            "person_height_px": _spread(heights),
-            "shrunk_to_fit": int(self.shrunk.sum()),
-        }
+def scene_summary(crowd: Crowd) -> dict[str, Any]:
+    """What the report says of one scene: its persons, foreground and person sizes."""
+    heights = crowd.boxes_xyxy[:, 3] - crowd.boxes_xyxy[:, 1]
+    return {
+        "persons": crowd.persons,
+        "foreground_fraction": crowd.foreground_fraction,
+        "target_person_fraction": crowd.target_fraction,
+        "person_fraction": _spread(crowd.person_fractions),
+        "person_height_px": _spread(heights),
+        "shrunk_to_fit": int(crowd.shrunk.sum()),
+    }
 
 
 def _spread(values: np.ndarray) -> dict[str, float] | None:
     if len(values) == 0:
         return None
     return {"mean": float(values.mean()), "min": float(values.min()), "max": float(values.max())}
-
-
-class CrowdBuilder:
-    """Scenes of N persons at a given visible area each (module docstring)."""
-
-    def __init__(self, renderer: Renderer, *, height: int, width: int, seed: int = 0) -> None:
-        self.renderer = renderer
-        self.height, self.width = height, width
-        self.seed = seed
-        self.camera = Camera(
-            focal=width / (2 * math.tan(math.radians(FIELD_OF_VIEW_DEG) / 2)),
-            position=np.array([0.0, 0.0, CAMERA_HEIGHT_M]),
-            pitch=0.0,
-            roll=0.0,
-        )
-
-    def person(self, index: int) -> Person:
-        """Person ``index``: the same in every scene (seeded by (seed, index)); an adult of
-        middling height, facing the camera within ±30°; position set later."""
-        rng = np.random.default_rng([self.seed, index])
-        phenotype = rng.uniform(0.0, 1.0, size=len(PHENOTYPES))
-        phenotype[PHENOTYPES.index("age")] = rng.uniform(0.5, 0.9)
-        phenotype[PHENOTYPES.index("height")] = rng.uniform(0.35, 0.65)
-        return Person(
-            angles=POSE_ACTIVITY * self.renderer.pose_space.sample(rng, 1)[0],
-            phenotype=phenotype,
-            yaw=float(rng.uniform(-0.5, 0.5)),
-            position=np.zeros(3),
-            outfit=sample_outfit(rng),
-        )
-
-    def scene(self, persons: Sequence[Person]) -> Scene:
-        return Scene(
-            persons=tuple(persons),
-            camera=self.camera,
-            light=np.array([0.3, 0.6, -0.74]),
-            ambient=0.45,
-            diffuse=0.55,
-            background_seed=self.seed,
-            noise=0.01,
-            blur=0.0,
-        )
-
-    def cells(self, persons: int) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 2) cell centres (x, y) in pixels, row by row; (2,) cell size (w, h)."""
-        rows, cols = grid_shape(persons, self.height, self.width)
-        if persons == 0:
-            return np.zeros((0, 2)), np.zeros(2)
-        size = np.array([self.width / cols, self.height / rows])
-        index = np.arange(persons)
-        centres = np.stack([index % cols + 0.5, index // cols + 0.5], axis=1) * size
-        return centres, size
-
-    def _boxes(self, local: Tensor, positions: np.ndarray) -> np.ndarray:
-        """(N, 4) pixel boxes (x0, y0, x1, y1) of the persons' projected vertices."""
-        world = local + torch.from_numpy(positions).float()[:, None]
-        screen = self.camera.project(world.reshape(-1, 3), self.height, self.width)
-        xy = screen[:, :2].reshape(len(local), -1, 2)
-        return torch.cat([xy.amin(1), xy.amax(1)], dim=1).double().numpy()
-
-    def _place(self, local: Tensor, depth: np.ndarray, centres: np.ndarray) -> np.ndarray:
-        """(N, 3) positions putting each person, at its depth, centred on its cell centre."""
-        positions = np.zeros((len(local), 3))
-        positions[:, 1] = depth
-        z = local[..., 2]
-        positions[:, 2] = CAMERA_HEIGHT_M - 0.5 * (z.amin(1) + z.amax(1)).double().numpy()
-        for _ in range(4):  # the projection is nearly linear in the offsets: a few steps
-            boxes = self._boxes(local, positions)
-            error = centres - 0.5 * (boxes[:, :2] + boxes[:, 2:])
-            positions[:, 0] += error[:, 0] * depth / self.camera.focal
-            positions[:, 2] -= error[:, 1] * depth / self.camera.focal
-        return positions
-
-    def _fit(
-        self, local: Tensor, depth: np.ndarray, centres: np.ndarray, cell: np.ndarray
-    ) -> np.ndarray:
-        """Depths, pushed back where a person's box exceeds ``CELL_FILL`` of its cell."""
-        boxes = self._boxes(local, self._place(local, depth, centres))
-        extent = boxes[:, 2:] - boxes[:, :2]  # [N, 2] (w, h)
-        return depth * np.maximum(1.0, (extent / (CELL_FILL * cell)).max(1))
-
-    def build(self, persons: int, fraction: float) -> Crowd:
-        """``persons`` persons, each covering ``fraction`` of the image (where they fit)."""
-        if persons < 0 or not 0.0 < fraction < 1.0:
-            raise ValueError(f"need persons >= 0 and 0 < fraction < 1, got {persons}, {fraction}")
-        people = [self.person(i) for i in range(persons)]
-        if persons == 0:
-            rendered = self.renderer.render(self.scene([]), self.height, self.width)
-            empty = np.zeros(0)
-            return Crowd(
-                rendered.image, rendered.instance, np.zeros((0, 4), np.float32), empty, fraction,
-                empty.astype(bool),
-            )  # fmt: skip
-        local = self.renderer.posed_vertices(tuple(people))  # [N, V, 3], lowest point at z = 0
-        centres, cell = self.cells(persons)
-        target = fraction * self.height * self.width
-        z_extent = (local[..., 2].amax(1) - local[..., 2].amin(1)).double().numpy()
-        depth = self.camera.focal * z_extent / math.sqrt(target / AREA_PER_HEIGHT2)
-        for attempt in range(RENDER_PASSES):
-            fitted = self._fit(local, depth, centres, cell)
-            positions = self._place(local, fitted, centres)
-            placed = [
-                dataclasses.replace(p, position=q) for p, q in zip(people, positions, strict=True)
-            ]
-            rendered = self.renderer.render(self.scene(placed), self.height, self.width)
-            masks = person_masks(rendered.instance, persons)
-            areas = masks.sum((1, 2)).astype(np.float64)
-            shrunk = fitted > depth * (1 + 1e-9)
-            close = np.abs(areas / target - 1) <= AREA_TOLERANCE
-            if (close | shrunk).all() or attempt == RENDER_PASSES - 1:
-                break
-            depth = fitted * np.sqrt(np.maximum(areas, 1.0) / target)
-        return Crowd(
-            image=rendered.image,
-            instance=rendered.instance,
-            boxes_xyxy=mask_boxes(masks),
-            person_fractions=areas / (self.height * self.width),
-            target_fraction=fraction,
-            shrunk=shrunk,
-        )
 
 
 # -- timing ---------------------------------------------------------------------------------
@@ -361,14 +177,15 @@ def topdown_case(
 
 
 def ddp_view(predictor: Predictor, image: np.ndarray) -> dict[str, Any]:
-    """What DDP makes of one image: persons found (score >= 0.3), and the share and number
-    of X_agg cells of the image its sparse IUV branch computed on."""
+    """What DDP makes of one image: persons found (the network keeps those scoring at least
+    its ``detection_score_threshold``), and the share and number of X_agg cells of the image
+    its sparse IUV branch computed on."""
     output, batch = predictor.forward([image])
     result = predictor.postprocess(output, batch)[0]
-    height, width = (-(-int(size) // 4) for size in batch.image_sizes[0])
+    height, width = x_agg_size(*(int(size) for size in batch.image_sizes[0]))
     active = output.active[0, :height, :width]
     return {
-        "detected": int((result.scores >= DETECTION_SCORE).sum()),
+        "detected": len(result),
         "sparse_fraction": float(active.float().mean()),
         "sparse_sites": int(active.sum()),
         "x_agg_cells": height * width,
@@ -402,7 +219,7 @@ def measure_point(bench: Bench, crowd: Crowd) -> dict[str, Any]:
     samples = interleaved(cases, repeats=bench.repeats, warmup=bench.warmup)
     totals = {name: [sum(run.values()) for run in runs] for name, runs in samples.items()}
     return {
-        "scene": crowd.summary(),
+        "scene": scene_summary(crowd),
         "ddp": view,
         "median_s": {name: medians(runs) for name, runs in samples.items()},
         "total_range_s": {name: [min(t), max(t)] for name, t in totals.items()},
@@ -477,8 +294,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "round(s), medians. DDP sparse: IUV backend "
         f"`{network['sparse_backend']}`; DDP dense: backend `dense`, same weights; top-down: "
         "`benchmarks/topdown.py`, random weights, the persons' true boxes. Detected: DDP's "
-        f"persons with score >= {DETECTION_SCORE}. Sparse fg: the share of X_agg cells the "
-        "IUV branch computed on. xN: total over the first row's.\n",
+        f"persons with score >= {settings['detection_score']} (the network's threshold). "
+        "Sparse fg: the share of X_agg cells the IUV branch computed on. xN: total over the "
+        "first row's.\n",
     ]
     for name, data in report["series"].items():
         rows = []
@@ -584,17 +402,6 @@ def plot(report: dict[str, Any], path: Path) -> None:
 # -- command line ---------------------------------------------------------------------------
 
 
-def _image_size(text: str) -> tuple[int, int]:
-    height, _, width = text.partition("x")
-    try:
-        size = int(height), int(width)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 384x512), got {text!r}") from None
-    if min(size) < 32:
-        raise argparse.ArgumentTypeError(f"need both sides >= 32, got {text!r}")
-    return size
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for persons.{json,md,png}")
@@ -609,10 +416,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7, help="interleaved timed rounds")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--image-size", type=_image_size, help="HxW (default: the network's)")
+    parser.add_argument(
+        "--image-size", type=partial(image_size, minimum=32), help="HxW (default: the network's)"
+    )
     parser.add_argument("--foreground", type=float, default=0.08, help="series (a): total")
     parser.add_argument("--person-fraction", type=float, default=0.01, help="series (b): each")
-    parser.add_argument("--topdown-pool", type=int, default=14, help="DensePose RoIAlign size")
+    parser.add_argument(
+        "--topdown-pool", type=int, default=TopDownConfig().densepose_pool,
+        help="DensePose RoIAlign size",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="persons and background")
     args = parser.parse_args(argv)
     if min(args.persons) < 1 or args.persons != sorted(set(args.persons)):
@@ -652,7 +464,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = predictor.config
     height, width = args.image_size or (config.input.short_side, config.input.max_side)
     sizes = TopDownConfig(densepose_pool=args.topdown_pool)
-    topdown = TopDownPredictor(build_topdown(config, sizes), config.input)
+    topdown = TopDownPredictor(
+        build_topdown(config, sizes), config.input, mask_threshold=config.instance.mask_threshold
+    )
     model = predictor.model
     bench = Bench(
         predictor=predictor,
@@ -692,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "foreground": args.foreground,
             "person_fraction": args.person_fraction,
             "seed": args.seed,
-            "detection_score": DETECTION_SCORE,
+            "detection_score": config.instance.detection_score_threshold,
             "topdown": dataclasses.asdict(sizes),
         },
         "methods": list(METHODS),

@@ -1,7 +1,8 @@
 """Table 1 and Fig. 6 of ``docs/results.md``: the shipped network on the held-out synthetic set.
 
-``python -m benchmarks.results --weights weights/ddp_default.safetensors
---data .cache/datasets/val-seed1-n200-384x512 --out docs/results``
+``python -m benchmarks.results --data DIR --out docs/results`` (``DIR``: a held-out set, e.g.
+the one ``ddp recipe`` renders under ``.cache/datasets/``; ``--weights`` defaults to the shipped
+network, ``model.paths.DEFAULT_WEIGHTS``)
 
 * ``table1.json`` / ``table1.md``: GPS AP, AP50, AP75, AP_M, AP_L, AR, AR50, AR75 (per-part
   κ, ``model.evaluation``), instance-mask AP, and seconds per image (one image per forward
@@ -24,8 +25,9 @@ import numpy as np
 from benchmarks.common import configure_torch, describe, environment, markdown_table, write_outputs
 from model.data.loader import DensePoseCocoDataset
 from model.evaluation.report import annotations_file, evaluate_directory
-from model.predictor import Predictor
-from model.visualize import draw_dense_overlay, draw_overlay
+from model.inference.predictor import Predictor
+from model.outputs.visualize import draw_dense_overlay, draw_overlay
+from model.paths import DEFAULT_WEIGHTS
 
 MODULE = "benchmarks.results"
 COLUMNS = (
@@ -64,7 +66,7 @@ def figure_rows(predictor: Predictor, dataset: DensePoseCocoDataset, count: int)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__)
-    parser.add_argument("--weights", required=True, help="checkpoint (.safetensors)")
+    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint")
     parser.add_argument("--data", required=True, help="held-out set (ddp synth output)")
     parser.add_argument("--out", default="docs/results", help="output directory")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")

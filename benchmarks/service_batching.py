@@ -51,8 +51,10 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 import torch
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.common import (
     Case,
@@ -64,20 +66,21 @@ from benchmarks.common import (
     write_outputs,
 )
 from model.config import get_config
-from model.encoding import paste_parts_uv
-from model.predictor import Predictor
+from model.inference.predictor import Predictor
+from model.outputs.encoding import paste_parts_uv
+from model.paths import CHECKOUT
 from model.structures import DensePoseResult
-from service.settings import BatchMode
+from service.batching import DEFAULT_MAX_BATCH_SIZE
+from service.settings import BatchMode, Settings
 from service.testing import ServerProcess, encode, random_checkpoint, tiny_checkpoint
 
 MODULE = "benchmarks.service_batching"
-IMAGE = Path(__file__).resolve().parent.parent / "examples" / "toy_scene.png"
+IMAGE = CHECKOUT / "examples" / "toy_scene.png"
 CONTENDED_ABOVE = 0.25
 """A point during which other processes took more than this share of the machine's CPU time
 is run again (``--retries``), and flagged if it stays so."""
 WORKLOADS = {"uniform": ("group", "off"), "mixed": ("pad", "group")}
 """The variants each workload compares; the last is the baseline of its verdict."""
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -172,23 +175,19 @@ def summarize(runs: Sequence[Drive]) -> dict[str, Any]:
 
 class CpuMeter:
     """The share of the machine's CPU time that processes other than ``pids`` took since
-    the meter was made (``/proc/stat`` busy time, steal included, minus the pids' own)."""
+    the meter was made (the machine's busy time, steal included, minus the pids' own)."""
 
     def __init__(self, pids: Sequence[int]) -> None:
-        self._pids = list(pids)
+        self._processes = [psutil.Process(pid) for pid in pids]
         self._start = self._read()
         self._started_at = time.monotonic()
 
     def _read(self) -> tuple[float, float]:
-        """(busy seconds of the machine, CPU seconds of the pids)."""
-        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
-        busy = user + nice + system + irq + softirq + steal
-        ours = 0
-        for pid in self._pids:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ours += int(fields[11]) + int(fields[12])  # utime, stime (all threads)
-        return busy / CLOCK_TICKS, ours / CLOCK_TICKS
+        """(busy seconds of the machine, CPU seconds of the processes, all their threads)."""
+        cpu = psutil.cpu_times()
+        busy = cpu.user + cpu.nice + cpu.system + cpu.irq + cpu.softirq + cpu.steal
+        ours = sum(t.user + t.system for t in (p.cpu_times() for p in self._processes))
+        return busy, ours
 
     def others_share(self) -> float:
         busy, ours = self._read()
@@ -343,9 +342,10 @@ def memory(
 
 def memory_sample(server: ServerProcess) -> list[float]:
     """[requests the server computed so far (its ``ddp_batch_size`` sum), its RSS in MiB]."""
-    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
-        if line.startswith("ddp_batch_size_sum "):
-            return [float(line.split()[1]), server.rss_bytes() / 2**20]
+    for family in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "ddp_batch_size_sum":
+                return [sample.value, server.rss_bytes() / 2**20]
     raise RuntimeError(f"no ddp_batch_size_sum in {server.url}/metrics")
 
 
@@ -358,8 +358,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--per-client", type=int, default=20, help="least requests per client")
     parser.add_argument("--min-requests", type=int, default=40, help="least per variant, point")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per point")
-    parser.add_argument("--max-batch-size", type=int, default=4)
-    parser.add_argument("--max-wait-ms", type=float, default=10.0)
+    parser.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE["cpu"])
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=Settings.model_fields["max_wait_ms"].default
+    )
     parser.add_argument("--retries", type=int, default=1, help="re-runs of a contended point")
     parser.add_argument("--retry-budget-s", type=float, default=60.0)
     parser.add_argument("--memory-requests", type=int, default=1000)

@@ -3,7 +3,8 @@
 ``python -m benchmarks.sparse_vs_dense --out docs/benchmarks``
 
 One ``IUVBranch`` per config (``default``: 64 channels, ``r50``: 128; random weights, eval
-mode) runs on a random X_agg (1, C, h, w) at each size (1/4 of 384x512 and of 800x1333) with
+mode) runs on a random X_agg (1, C, h, w) at each size (``--sizes``; by default X_agg of each
+config's input size: 1/4 of 384x512 and of 800x1333) with
 ``--persons`` person-like blobs (:func:`benchmarks.common.person_masks`) whose union, M_fg,
 covers each foreground fraction (measured and reported). IAN normalises over the blobs.
 Backends, all on the SAME module and weights, switched with ``set_backend`` before each call:
@@ -45,16 +46,18 @@ from benchmarks.common import (
     configure_torch,
     describe,
     environment,
+    image_size,
     interleaved,
     markdown_table,
     medians,
     person_masks,
     whole,
     write_outputs,
+    x_agg_size,
 )
 from model.config import DDPConfig, get_config
-from model.iuv_branch import IUVBranch
-from model.sparse import SubmanifoldConv2d, resolve_backend, set_backend
+from model.network.iuv_branch import IUVBranch
+from model.network.sparse import SubmanifoldConv2d, resolve_backend, set_backend
 
 MODULE = "benchmarks.sparse_vs_dense"
 DENSE = "dense"
@@ -343,17 +346,6 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"96x128"`` -> (96, 128), height first."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"expected a size HxW such as 96x128, got {text!r}") from None
-    if height < 1 or width < 1:
-        raise ValueError(f"sizes must be positive, got {text!r}")
-    return height, width
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for sparse_vs_dense.*")
@@ -362,8 +354,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="configs whose IUV branch (channels, blocks, norm) is timed",
     )
     parser.add_argument(
-        "--sizes", nargs="+", type=parse_size, default=[(96, 128), (200, 334)],
-        help="X_agg sizes HxW (default: 1/4 of 384x512 and of 800x1333)",
+        "--sizes", nargs="+", type=image_size,
+        help="X_agg sizes HxW (default: X_agg of each config's input size)",
     )
     parser.add_argument(
         "--fractions", nargs="+", type=float, default=[0.05, 0.10, 0.25, 0.50, 1.00]
@@ -376,7 +368,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--retries", type=int, default=2,
         help="extra attempts for a group whose reference matmul shows a contended CPU",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.sizes is None:
+        inputs = (get_config(name).input for name in args.configs)
+        args.sizes = sorted({x_agg_size(i.short_side, i.max_side) for i in inputs})
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ The stages are ``DDP.forward``'s, in its order:
 * ``instance_branch``: FCOS heads, ``select_detections`` with the config's thresholds, the
   down-sample conv (X_D) and the dynamic mask head of the forced persons;
 * ``iuv_branch``: ``model.foreground`` (M_fg) and the sparse IUV branch (backend ``auto``);
-* ``postprocess``: ``model.postprocess.to_results`` back to image pixels.
+* ``postprocess``: ``model.inference.postprocess.to_results`` back to image pixels.
 
 Forced persons: an untrained network detects nobody, which would make the mask head, the IUV
 branch and post-processing nearly free. So after the real ``select_detections`` (timed, its
@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from benchmarks.common import (
+    X_AGG_STRIDE,
     StageClock,
     configure_torch,
     describe,
@@ -50,18 +51,16 @@ from benchmarks.common import (
     write_outputs,
 )
 from model.config import DDPConfig, InstanceConfig, get_config
-from model.ddp import DDP, build_ddp
-from model.detection import select_detections
-from model.postprocess import to_results
-from model.preprocess import PreparedBatch, prepare_batch
+from model.inference.postprocess import to_results
+from model.inference.preprocess import PreparedBatch, prepare_batch
+from model.network.ddp import DDP, build_ddp
+from model.network.detection import select_detections
 from model.structures import DDPOutput, Detections
 
 MODULE = "benchmarks.stages"
 STAGES = ("backbone_fpn", "aggregation", "instance_branch", "iuv_branch", "postprocess")
 DEFAULT_REPEATS = {"tiny": 20, "default": 10, "r50": 5}
 """Timed runs per config (after one warm-up run) unless ``--repeats`` is given."""
-FEATURE_STRIDE = 4
-"""X_agg, the mask logits and the IUV logits are at 1/4 of the input."""
 MASK_LOGIT = 8.0
 FORCED_SCORE = 0.9
 
@@ -113,20 +112,20 @@ def nearest_locations(
 def force_persons(
     model: DDP, batch: PreparedBatch, *, persons: int, fraction: float
 ) -> ForcedPersons:
-    height, width = (size // FEATURE_STRIDE for size in batch.images.shape[-2:])
+    height, width = (size // X_AGG_STRIDE for size in batch.images.shape[-2:])
     masks = person_masks(height, width, persons=persons, fraction=fraction)
     ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     area = masks.sum((1, 2))
     centroids = torch.stack(
         [(masks * xs).sum((1, 2)) / area, (masks * ys).sum((1, 2)) / area], dim=1
     )
-    centroids_xy = (centroids.float() + 0.5) * FEATURE_STRIDE  # input pixels
+    centroids_xy = (centroids.float() + 0.5) * X_AGG_STRIDE  # input pixels
     head = model.instance_branch.heads(model.backbone(batch.images))
     logit = torch.where(masks, MASK_LOGIT, -MASK_LOGIT)
     return ForcedPersons(
         masks=masks,
         mask_logits=torch.stack([logit, logit], dim=1),
-        boxes_xyxy=bounding_boxes(masks, FEATURE_STRIDE),
+        boxes_xyxy=bounding_boxes(masks, X_AGG_STRIDE),
         scores=torch.full((persons,), FORCED_SCORE),
         image_index=torch.zeros(persons, dtype=torch.int64),
         location_index=nearest_locations(

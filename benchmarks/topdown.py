@@ -4,7 +4,7 @@ Paper Fig. 4 compares DDP's inference time with a top-down method whose cost gro
 number of persons. This module builds such a network with random weights (its accuracy is
 never looked at) so that ``benchmarks.persons`` can time both on the same images:
 
-* **backbone + FPN**: DDP's, from the DDP config (``model.backbone.build_backbone``):
+* **backbone + FPN**: DDP's, from the DDP config (``model.network.backbone.build_backbone``):
   P2..P5 with ``fpn_channels`` channels (64 in the default config, 256 in r50), plus P6 =
   max-pool of P5 for the RPN (as Faster R-CNN's FPN);
 * **box stage** (Faster R-CNN, detectron2's test settings): an RPN on P2..P6 (3x3 conv,
@@ -47,10 +47,10 @@ from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_imag
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from model.backbone import PYRAMID_NAMES, build_backbone
 from model.config import NUM_IUV_LOGITS, DDPConfig, InputConfig
-from model.postprocess import charts_from_logits
-from model.preprocess import PreparedBatch, image_to_tensor, prepare_batch
+from model.inference.postprocess import charts_from_logits
+from model.inference.preprocess import PreparedBatch, image_to_tensor, prepare_batch
+from model.network.backbone import PYRAMID_NAMES, build_backbone
 from model.structures import DensePoseResult, integer_boxes
 
 COARSE_CHANNELS = 2
@@ -305,12 +305,13 @@ class TopDownPredictor:
     """Images and their person boxes -> ``DensePoseResult``s, the way ``Predictor`` runs DDP:
     the same preprocessing, ``inference_mode``, the reference, :func:`to_results`.
 
-    ``__call__(images: B x (H, W, 3) uint8 RGB, boxes_xyxy: B x (N_b, 4) in image pixels)``.
+    ``__call__(images: B x (H, W, 3) uint8 RGB, boxes_xyxy: B x (N_b, 4) in image pixels)``;
+    ``mask_threshold``: DDP's (``InstanceConfig.mask_threshold``), so both paste masks alike.
     """
 
     model: TopDownReference
     input: InputConfig
-    mask_threshold: float = 0.5
+    mask_threshold: float
 
     def __call__(
         self, images_rgb: Sequence[np.ndarray], boxes_xyxy: Sequence[Tensor]

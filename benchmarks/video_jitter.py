@@ -7,7 +7,7 @@ first when that folder has no ``annotations.json``), one clip = the frames shari
 ``vid_id``, each with its dense label maps. Each clip runs through ``model.video.iter_video``
 with smoothing off and on (``--flow``, r = ``--radius``, the paper's weights), the two variants
 alternating which goes first. Per variant, over all frames (the merged maps of
-``model.encoding.paste_parts_uv``, the rule the NPZ and videos use):
+``model.outputs.encoding.paste_parts_uv``, the rule the NPZ and videos use):
 
 * ``part_accuracy``: fraction of ground-truth person pixels whose predicted chart I is right;
 * ``uv_error``: mean |U - U_gt| + |V - V_gt| over 2 where the chart is right;
@@ -25,7 +25,9 @@ alternating which goes first. Per variant, over all frames (the merged maps of
   post-processing, tracking), and each stage.
 
 ``--untrained CONFIG`` runs a random network with detection thresholds at 0 and 3 persons per
-frame (plumbing and timing only: its numbers say nothing about smoothing's benefit).
+frame (``service.testing.random_checkpoint``; plumbing and timing only: its numbers say nothing
+about smoothing's benefit). Unless given, the smoothing settings are ``VideoOptions``' and the
+rendered clips' size the data engine's (``SceneConfig``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import argparse
 import dataclasses
 import math
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -46,15 +49,17 @@ from matplotlib.figure import Figure
 from benchmarks.common import configure_torch, describe, environment, markdown_table, write_outputs
 from model.config import get_config
 from model.data.loader import DensePoseCocoDataset
-from model.encoding import paste_parts_uv
-from model.predictor import Predictor
+from model.data.scene import SceneConfig
+from model.inference.predictor import Predictor
+from model.outputs.encoding import paste_parts_uv
+from model.outputs.visualize import draw_overlay
+from model.paths import DEFAULT_WEIGHTS
 from model.video import VideoOptions, iter_video
 from model.video.render import viridis_parts
 from model.video.stability import isi, itf
-from model.visualize import draw_overlay
+from service.testing import random_checkpoint
 
 MODULE = "benchmarks.video_jitter"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "ddp_default.safetensors"
 VARIANTS = ("off", "on")
 METRICS = ("part_accuracy", "uv_error", "uv_jitter", "part_flips", "pred_delta_uv")
 VIDEOS = ("parts", "viridis")
@@ -85,7 +90,6 @@ def ensure_clips(data: Path, *, clips_count: int, frames: int, height: int, widt
     """``data``/annotations.json, rendering ``clips_count`` clips there first if it is missing."""
     annotations = data / "annotations.json"
     if not annotations.is_file():
-        from model.data.scene import SceneConfig
         from model.data.synth import SynthConfig, generate
 
         print(f"rendering {clips_count} clips of {frames} frames into {data}", file=sys.stderr)
@@ -96,14 +100,9 @@ def ensure_clips(data: Path, *, clips_count: int, frames: int, height: int, widt
 
 def load_predictor(args: argparse.Namespace) -> tuple[Predictor, str]:
     if args.untrained:
-        config = get_config(args.untrained)
-        instance = dataclasses.replace(
-            config.instance,
-            candidate_score_threshold=0.0,
-            detection_score_threshold=0.0,
-            max_detections=3,
-        )
-        predictor = Predictor.untrained(config.replace(instance=instance), device=args.device)
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = random_checkpoint(Path(tmp) / "net.safetensors", get_config(args.untrained))
+            predictor = Predictor.from_checkpoint(weights, device=args.device)
         return predictor, f"untrained {args.untrained} (thresholds 0, 3 persons)"
     if not Path(args.weights).is_file():
         raise SystemExit(f"error: no weights at {args.weights} (or pass --untrained CONFIG)")
@@ -274,7 +273,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"# Temporal smoothing on synthetic clips\n\n{describe(report['environment'])}\n\n"
         f"Network: {setup['network']}. {report['clips']} clips, {report['frames']} frames "
         f"from `{setup['data']}`; smoothing: flow `{setup['flow']}`, r = {setup['radius']}, "
-        f"weights 0.2; batch {setup['batch_size']}. Metrics: see `benchmarks/video_jitter.py`."
+        f"weights {setup['centre_weight']:g} (centre) and {setup['neighbour_weight']:g} "
+        f"(neighbours); batch {setup['batch_size']}. Metrics: see `benchmarks/video_jitter.py`."
         "\n\n" + markdown_table(["metric", "smoothing off", "smoothing on"], rows)
     )
 
@@ -300,20 +300,21 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    scene, video = SceneConfig(), VideoOptions()
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for video_jitter.*")
     parser.add_argument("--data", type=Path, default=Path("data/clips"), help="ddp synth clips")
     parser.add_argument("--clips", type=int, default=8, help="clips to render if --data is empty")
     parser.add_argument("--frames", type=int, default=16, help="frames per rendered clip")
-    parser.add_argument("--height", type=int, default=384, help="of rendered clips")
-    parser.add_argument("--width", type=int, default=512, help="of rendered clips")
+    parser.add_argument("--height", type=int, default=scene.height, help="of rendered clips")
+    parser.add_argument("--width", type=int, default=scene.width, help="of rendered clips")
     parser.add_argument("--limit", type=int, help="use the first N clips only")
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint")
     parser.add_argument("--untrained", metavar="CONFIG", help="random network (plumbing only)")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--flow", default="dis", choices=["dis", "raft"])
-    parser.add_argument("--radius", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--flow", default=video.flow, choices=["dis", "raft"])
+    parser.add_argument("--radius", type=int, default=video.radius)
+    parser.add_argument("--batch-size", type=int, default=video.batch_size)
     parser.add_argument("--threads", type=int, default=2)
     return parser.parse_args(argv)
 
@@ -339,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "data": str(args.data),
             "flow": args.flow,
             "radius": args.radius,
+            "centre_weight": VideoOptions().centre_weight,
+            "neighbour_weight": VideoOptions().neighbour_weight,
             "batch_size": args.batch_size,
         },
         **benchmark(dataset, all_clips, predictor, args),

@@ -1,7 +1,8 @@
 """Render the load tests' inputs with the data engine into ``load_tests/images/``:
 ``persons_NN.jpg`` (N = 0, 1, 3, 8, 15 persons, each covering the same area, on a grid:
-``benchmarks.persons.CrowdBuilder``) and ``clip.mp4`` (a short H.264 clip of people moving:
-``model.data.synth.clip_scenes``). Each file is kept at most ``MAX_BYTES``.
+``model.data.crowd.CrowdBuilder``, at the default network's input size) and ``clip.mp4`` (a
+short H.264 clip of people moving: ``model.data.synth.clip_scenes``). Each file is kept at
+most ``MAX_BYTES``.
 
 ``python -m load_tests.make_images [--out load_tests/images]`` (about 10 s; needs the
 ``data`` and ``video`` extras).
@@ -18,9 +19,11 @@ import numpy as np
 from PIL import Image
 
 from load_tests.scenarios import CLIP_NAME, IMAGES_DIR, PERSON_COUNTS, image_path
+from model.config import InputConfig
 
 MAX_BYTES = 100_000
-IMAGE_SIZE = (384, 512)
+IMAGE_SIZE = (InputConfig().short_side, InputConfig().max_side)
+"""(H, W): the default network's input size, so the service computes the images unresized."""
 PERSON_FRACTION = 0.01
 """Each person's visible area / image area (about 110 px tall at 384x512)."""
 CLIP_SIZE = (240, 320)
@@ -39,7 +42,7 @@ def jpeg(image: np.ndarray, max_bytes: int = MAX_BYTES) -> bytes:
 
 
 def write_images(out: Path, seed: int) -> list[Path]:
-    from benchmarks.persons import CrowdBuilder
+    from model.data.crowd import CrowdBuilder
     from model.data.synth import load_renderer
 
     height, width = IMAGE_SIZE

@@ -38,7 +38,7 @@ import numpy as np
 
 from benchmarks.common import describe, environment, markdown_table, write_outputs
 from load_tests.metrics import parse, scrape, total
-from load_tests.scenarios import PERSON_COUNTS, image_files, load_images
+from load_tests.scenarios import DEFAULT_HOST, PERSON_COUNTS, image_files, load_images
 
 MODULE = "load_tests.overload"
 STEM = "overload"
@@ -293,7 +293,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="http://127.0.0.1:8000", help="a running service")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="a running service")
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {STEM}.*")
     parser.add_argument("--persons", type=int, default=3, choices=PERSON_COUNTS)
     parser.add_argument("--sustainable-rps", type=float, help="skip the probe")

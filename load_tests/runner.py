@@ -1,8 +1,11 @@
-"""Locust run headless in a subprocess, and its ``--csv`` statistics read back.
+"""Locust run headless in a subprocess, and its statistics read back.
 
 Locust is started as ``python -m locust`` from the repository root (so the locustfile's
 ``load_tests`` imports resolve) and never imported here: it patches the standard library
-with gevent when imported.
+with gevent when imported. The statistics are the locustfile's ``--stats-csv`` files (Locust's
+own ``*_stats.csv`` rows, written once every user has stopped), not Locust's ``--csv``, which
+is rewritten once a second and misses the requests of the run's last second
+(locustio/locust#1806).
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 PERCENTILES = ("50%", "90%", "95%", "99%")
 AGGREGATED = "Aggregated"
+STOP_TIMEOUT_S = 10
+"""Seconds Locust gives running tasks to finish once the run is over."""
+START_TIMEOUT_S = 60
+"""Seconds beyond the run (and its stop) that Locust may take to start and write its files."""
 
 
 @dataclass(frozen=True)
@@ -75,9 +82,19 @@ def read_stats(csv_prefix: Path) -> dict[str, Row]:
 
 
 def locust_command(
-    host: str, scenario: str, *, users: int, seconds: float, csv_prefix: Path
+    host: str,
+    scenario: str,
+    *,
+    users: int,
+    seconds: float,
+    csv_prefix: Path,
+    tasks: int | None = None,
 ) -> list[str]:
-    """The headless Locust command line of one run (closed-loop users, all started at once)."""
+    """The headless Locust command line of one run (closed-loop users, all started at once):
+    ``seconds`` long, or, with ``tasks``, until that many tasks (requests, video jobs) of all
+    users together are done, ``seconds`` then being only a safety net (the locustfile's
+    ``--tasks``)."""
+    bound = [] if tasks is None else ["--tasks", str(tasks)]
     return [
         sys.executable,
         "-m",
@@ -95,24 +112,40 @@ def locust_command(
         str(users),
         "--run-time",
         f"{math.ceil(seconds)}s",
-        "--csv",
+        "--stats-csv",
         str(csv_prefix),
         "--only-summary",
         "--loglevel",
         "WARNING",
         "--stop-timeout",
-        "10",
+        str(STOP_TIMEOUT_S),
+        *bound,
     ]
 
 
 def run_locust(
-    host: str, scenario: str, *, users: int, seconds: float, csv_prefix: Path
+    host: str,
+    scenario: str,
+    *,
+    users: int,
+    seconds: float,
+    csv_prefix: Path,
+    tasks: int | None = None,
 ) -> dict[str, Row]:
-    """Run Locust headless; its statistics. Locust exits 1 when some requests failed, which
-    is a result here, not an error; a run that wrote no statistics is."""
+    """Run Locust headless (:func:`locust_command`); its statistics. Locust exits 1 when some
+    requests failed, which is a result here, not an error; a run that wrote no statistics is."""
     csv_prefix.parent.mkdir(parents=True, exist_ok=True)
-    command = locust_command(host, scenario, users=users, seconds=seconds, csv_prefix=csv_prefix)
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    command = locust_command(
+        host, scenario, users=users, seconds=seconds, csv_prefix=csv_prefix, tasks=tasks
+    )
+    done = subprocess.run(
+        command,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=seconds + STOP_TIMEOUT_S + START_TIMEOUT_S,
+    )
     if not Path(f"{csv_prefix}_stats.csv").is_file():
         raise RuntimeError(f"locust wrote no statistics (exit {done.returncode}):\n{done.stderr}")
     return read_stats(csv_prefix)

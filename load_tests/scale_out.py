@@ -141,7 +141,7 @@ def started(
 
 
 def backend_command(port: int, args: argparse.Namespace) -> list[str]:
-    command = [sys.executable, "-m", "model.cli", "serve", "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--device", "cpu"]
     if args.weights:
         command += ["--weights", str(args.weights)]

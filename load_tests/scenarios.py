@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
+DEFAULT_HOST = "http://127.0.0.1:8000"
+"""Where ``ddp serve`` listens unless told otherwise: the load tests' default target."""
 PERSON_COUNTS = (0, 1, 3, 8, 15)
 """Persons in the pre-rendered images (``make_images.py``)."""
 CLIP_NAME = "clip.mp4"
@@ -68,6 +70,36 @@ def pick_persons(scenario: str, rng: random.Random) -> int:
 def image_files(persons: int, images: Mapping[int, bytes]) -> dict[str, tuple[str, bytes, str]]:
     """The multipart ``files`` of one ``POST /densepose``."""
     return {"file": (image_path(persons).name, images[persons], "image/jpeg")}
+
+
+@dataclass
+class TaskBudget:
+    """A run bounded by a count of tasks (image requests or video jobs, all users together)
+    rather than by time: ``limit`` tasks start, and the run ends when the last one finished.
+
+    Locust runs one user greenlet at a time, so the counts need no lock.
+    """
+
+    limit: int | None
+    """None: no bound (the run's time bounds it)."""
+    started: int = 0
+    finished: int = 0
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"a run needs at least 1 task, got {self.limit}")
+
+    def take(self) -> bool:
+        """Whether one more task may start (it then counts as started)."""
+        if self.limit is not None and self.started >= self.limit:
+            return False
+        self.started += 1
+        return True
+
+    def finish(self) -> bool:
+        """Count a finished task; whether it was the run's last."""
+        self.finished += 1
+        return self.finished == self.limit
 
 
 class Response(Protocol):

@@ -11,7 +11,7 @@ stopped, so the cell's last answers are in) and the histograms are diffed
 (``load_tests.metrics.server_split``): mean server latency = queue wait
 (``ddp_queue_wait_seconds``) + compute (``ddp_model_forward_seconds``, the forward pass a
 request rode in) + other (decoding, the batch window, encoding). Client-side numbers are
-Locust's (``--csv``, kept under ``--csv-dir``). Writes ``load_sweep.{json,md,png}``.
+Locust's (its statistics CSV files, kept under ``--csv-dir``). Writes ``load_sweep.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import httpx
 from benchmarks.common import describe, environment, markdown_table, write_outputs
 from load_tests.metrics import Snapshot, scrape, server_split
 from load_tests.runner import AGGREGATED, PERCENTILES, Row, run_locust
-from load_tests.scenarios import PERSON_COUNTS, REJECTED_SUFFIX, image_name
+from load_tests.scenarios import DEFAULT_HOST, PERSON_COUNTS, REJECTED_SUFFIX, image_name
 
 MODULE = "load_tests.sweep"
 STEM = "load_sweep"
@@ -201,7 +201,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="http://127.0.0.1:8000", help="a running service")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="a running service")
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {STEM}.*")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument(

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from model.config import DDPConfig
-from model.ddp import DDP, build_ddp
+from model.network.ddp import DDP, build_ddp
 
 CONFIG_KEY = "ddp_config"
 

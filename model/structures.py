@@ -8,7 +8,7 @@ Boxes are ``xyxy`` in absolute pixels of the image they refer to.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
@@ -95,6 +95,12 @@ class Detections:
     def to(self, device: torch.device | str) -> Detections:
         return Detections(**_tensors_to(self, device))  # type: ignore[arg-type]
 
+    def of_image(self, b: int) -> Detections:
+        """The persons of image ``b`` as the detections of a batch of one (image index 0);
+        zero-length if it has none."""
+        mine = self[self.image_index == b]
+        return replace(mine, image_index=torch.zeros_like(mine.image_index))
+
 
 @dataclass
 class DDPOutput:
@@ -112,6 +118,22 @@ class DDPOutput:
     iuv_logits: Tensor
     active: Tensor
     image_sizes: Tensor
+
+    def __len__(self) -> int:
+        return int(self.image_sizes.shape[0])
+
+    def image(self, b: int) -> DDPOutput:
+        """Image ``b`` as the output of a batch of one: its persons (``Detections.of_image``)
+        and views of its rows of ``iuv_logits``, ``active`` and ``image_sizes``."""
+        if not 0 <= b < len(self):
+            raise IndexError(f"image {b} of a batch of {len(self)}")
+        rows = slice(b, b + 1)
+        return DDPOutput(
+            detections=self.detections.of_image(b),
+            iuv_logits=self.iuv_logits[rows],
+            active=self.active[rows],
+            image_sizes=self.image_sizes[rows],
+        )
 
 
 @dataclass
@@ -147,6 +169,16 @@ class DensePoseResult:
             parts=[self.parts[i] for i in keep],
             uv=[self.uv[i] for i in keep],
         )
+
+    def best(
+        self, *, score_threshold: float | None = None, max_persons: int | None = None
+    ) -> DensePoseResult:
+        """The persons scoring at least ``score_threshold`` (None: all, i.e. the network's own
+        ``detection_score_threshold``, already applied), best first, at most ``max_persons``."""
+        order = torch.argsort(self.scores, descending=True, stable=True)
+        if score_threshold is not None:
+            order = order[self.scores[order] >= score_threshold]
+        return self.select(order[:max_persons].tolist())
 
     def integer_boxes(self) -> Tensor:
         """(N, 4) int64 ``x0, y0, x1, y1`` of the crops ``parts`` and ``uv`` cover."""

@@ -3,14 +3,17 @@
 | module | job |
 |---|---|
 | ``settings`` | ``DDP_*`` environment settings |
-| ``app`` | app factory and lifespan |
+| ``app``, ``server`` | app factory and lifespan; running it under uvicorn |
 | ``state`` | model loading in the background, readiness, shutdown, per-request inference |
-| ``inference`` | loading/warming the model, model identity, selecting persons |
-| ``batching`` | the queue and the batcher |
+| ``loading`` | loading and warming up the model; its identity (``ModelInfo``) |
+| ``batching`` | the queue, the batcher, and the batching policy |
 | ``uploads``, ``decoding`` | reading uploads within limits; image validation and decoding |
-| ``responses`` | JSON / NPZ / PNG answers and content negotiation |
+| ``video_uploads``, ``video_jobs`` | receiving and checking a clip; the background video jobs |
+| ``formats`` | the registry of answer formats (JSON / NPZ / PNG), content negotiation |
+| ``schemas`` | the JSON answer's models, filled from a ``DensePoseResult`` |
 | ``metrics``, ``middleware`` | Prometheus metrics and the per-request timer |
 | ``errors`` | JSON errors |
-| ``routes/`` | one router per resource |
-| ``client`` | a small Python client |
+| ``routes/``, ``deps`` | one router per resource; their dependencies |
+| ``client``, ``testing`` | a small Python client; helpers of the tests and benchmarks |
+| ``cli/`` | the ``ddp`` command |
 """

@@ -8,6 +8,9 @@ rest into groups by ``group_key`` (requests of one group are computed together, 
 ``run_batch`` call; without a key the whole batch is one group), runs each group in the
 model thread and resolves every future. A group that fails is retried one request at a
 time, so a bad request fails alone; the batcher task itself never dies.
+
+``BatchingPolicy`` is how the service batches images: worked out once, when the model is
+loaded, from the settings and the model's device.
 """
 
 from __future__ import annotations
@@ -19,9 +22,14 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from service.metrics import ServiceMetrics
+from service.settings import BatchMode, Settings
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +136,9 @@ class Batcher(Generic[In, Out]):
             async with asyncio.timeout(timeout_s):
                 return await job.future
         except TimeoutError:
+            already = _rejection_of(job.future)
+            if already is not None:  # the batcher rejected it (and counted it) as time ran out
+                raise already from None
             raise self._reject(
                 "deadline", f"no result within the request timeout of {timeout_s:g} s"
             ) from None
@@ -253,3 +264,66 @@ def _timed(
     if len(outputs) != len(items):
         raise RuntimeError(f"run_batch returned {len(outputs)} outputs for {len(items)} inputs")
     return outputs, time.perf_counter() - start
+
+
+DEFAULT_MAX_BATCH_SIZE = {"cpu": 4, "cuda": 8}
+"""By device type, when ``max_batch_size`` is not set. On the CPU 4 measured 1.12-1.17x the
+throughput of batch size 1 from 2 concurrent clients on, equal at 1, on a 2-core CPU
+(docs/benchmarks/service_batching.md); 8 on CUDA is not measured here."""
+DEFAULT_QUEUE_SIZE = {"cpu": 16, "cuda": 64}
+"""By device type, when ``queue_size`` is not set. The queue bounds the wait of every accepted
+request: on a 2-core CPU serving about 3 requests/s, a queue of 64 meant 20-25 s waits under
+overload (p99 of accepted requests 24.7 s) and 45 s to drain afterwards; 16 is about 5 s of
+work (docs/benchmarks/overload.md)."""
+
+
+@dataclass(frozen=True)
+class BatchingPolicy:
+    """How requests are batched; ``/v1/model`` reports it as it is (``batching``)."""
+
+    max_batch_size: int
+    """Images per forward pass."""
+    max_wait_ms: float
+    """How long a batch waits for more requests after its first one."""
+    batch_mode: BatchMode
+    queue_size: int
+    """Requests waiting beyond this are refused at once."""
+    request_timeout_s: float
+    """Deadline of a request from its arrival in the queue."""
+
+    @classmethod
+    def of(cls, settings: Settings, device: torch.device) -> BatchingPolicy:
+        """The settings, with the defaults of ``device``'s type where they leave it open."""
+        kind = "cuda" if device.type == "cuda" else "cpu"
+        batch_size, queue_size = settings.max_batch_size, settings.queue_size
+        return cls(
+            max_batch_size=DEFAULT_MAX_BATCH_SIZE[kind] if batch_size is None else batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            batch_mode=settings.batch_mode,
+            queue_size=DEFAULT_QUEUE_SIZE[kind] if queue_size is None else queue_size,
+            request_timeout_s=settings.request_timeout_s,
+        )
+
+    @property
+    def max_wait_s(self) -> float:
+        return self.max_wait_ms / 1000
+
+    @property
+    def group_key(self) -> Callable[[np.ndarray], Hashable] | None:
+        """The batcher's ``group_key``: by image shape (``group``: images of one shape are
+        resized and padded alike, so a batched result equals the image's result alone), or
+        none (``pad``: the whole batch is one ``Predictor`` call, which pads its images to a
+        common size)."""
+        return image_shape if self.batch_mode == "group" else None
+
+
+def image_shape(image: np.ndarray) -> tuple[int, ...]:
+    return image.shape
+
+
+def _rejection_of(future: asyncio.Future[Any]) -> Rejected | None:
+    """The ``Rejected`` a finished future holds, else None."""
+    if not future.done() or future.cancelled():
+        return None
+    error = future.exception()
+    return error if isinstance(error, Rejected) else None

@@ -26,7 +26,7 @@ import cv2
 import httpx
 import numpy as np
 
-from model.encoding import npz_bytes_to_arrays
+from model.outputs.encoding import npz_bytes_to_arrays
 
 ImageInput = str | Path | bytes | np.ndarray
 """A file path, encoded image bytes, or an (H, W, 3) uint8 RGB array (sent as PNG)."""

@@ -18,10 +18,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import ServiceError
 
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
-"""Pillow format names accepted."""
-MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp")
-"""Content types a raw (non-multipart) upload may declare."""
+MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp"}
+"""The image formats accepted (Pillow's names) -> the content type a raw (non-multipart)
+upload of that format may declare."""
 _HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -51,7 +50,7 @@ def _open_header(data: bytes, *, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
+            image = Image.open(io.BytesIO(data), formats=tuple(MEDIA_TYPES))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ServiceError(
             413, "too_many_pixels", f"image declares too many pixels: {error}"
@@ -60,7 +59,8 @@ def _open_header(data: bytes, *, max_pixels: int) -> Image.Image:
         raise ServiceError(
             415,
             "unsupported_image",
-            f"not a decodable image: expected {', '.join(FORMATS)} ({len(data)} bytes received)",
+            f"not a decodable image: expected {', '.join(MEDIA_TYPES)} "
+            f"({len(data)} bytes received)",
         ) from error
     width, height = image.size
     if width * height > max_pixels:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.state import LoadedModel, ServiceState
+from service.video_jobs import VideoJobs
 
 
 def get_state(request: Request) -> ServiceState:
@@ -18,5 +19,11 @@ def get_model(state: Annotated[ServiceState, Depends(get_state)]) -> LoadedModel
     return state.model
 
 
+def get_video_jobs(request: Request) -> VideoJobs:
+    jobs: VideoJobs = request.app.state.video_jobs
+    return jobs
+
+
 StateDep = Annotated[ServiceState, Depends(get_state)]
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
+VideoJobsDep = Annotated[VideoJobs, Depends(get_video_jobs)]

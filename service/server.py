@@ -7,7 +7,7 @@ from typing import Any
 import uvicorn
 
 from service.app import create_app
-from service.inference import check_weights
+from service.loading import check_weights
 from service.settings import Settings
 
 

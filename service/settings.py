@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.cli import DEFAULT_WEIGHTS
+from model.config import get_config
 from model.device import Precision
+from model.paths import DEFAULT_WEIGHTS
 
 BatchMode = Literal["group", "pad"]
 """How a collected batch is split into forward passes: ``group`` one pass per image shape,
 ``pad`` one pass for all images, padded to a common size."""
+
+
+def _config_name(name: str) -> str:
+    """``name`` if ``model.config.CONFIGS`` has it (else ``get_config``'s ValueError)."""
+    get_config(name)
+    return name
 
 
 class Settings(BaseSettings):
@@ -25,7 +32,7 @@ class Settings(BaseSettings):
     weights: Path = DEFAULT_WEIGHTS
     """Checkpoint (.safetensors) served. Missing weights are a start-up error unless
     ``untrained_config`` is set."""
-    untrained_config: Literal["tiny", "default", "r50"] | None = None
+    untrained_config: Annotated[str, AfterValidator(_config_name)] | None = None
     """Serve a randomly initialised network of this config when ``weights`` is missing
     (plumbing and demos only: its output is meaningless)."""
     device: str = "auto"
@@ -35,9 +42,8 @@ class Settings(BaseSettings):
     """Intra-op threads of torch on the CPU (None: torch's default)."""
 
     max_batch_size: int | None = Field(default=None, ge=1, le=64)
-    """Images per forward pass; None: 4 on the CPU (measured 1.12-1.17x the throughput of
-    batch size 1 from 2 concurrent clients on, equal at 1, on a 2-core CPU:
-    docs/benchmarks/service_batching.md), 8 on CUDA (not measured here)."""
+    """Images per forward pass; None: the device's default
+    (``service.batching.DEFAULT_MAX_BATCH_SIZE``)."""
     max_wait_ms: float = Field(default=10.0, ge=0.0, le=10_000.0)
     """How long the batcher waits for more requests after the first one of a batch."""
     batch_mode: BatchMode = "group"
@@ -49,10 +55,7 @@ class Settings(BaseSettings):
     mode matters only when ``max_batch_size`` > 1 and sizes differ."""
     queue_size: int | None = Field(default=None, ge=1)
     """Requests waiting for the model beyond this are refused at once (503 + Retry-After).
-    None: 16 on the CPU, 64 on CUDA. The queue bounds the wait of every accepted request: on
-    a 2-core CPU serving about 3 requests/s, a queue of 64 meant 20-25 s waits under overload
-    (p99 of accepted requests 24.7 s) and 45 s to drain afterwards; 16 is about 5 s of work
-    (docs/benchmarks/overload.md)."""
+    None: the device's default (``service.batching.DEFAULT_QUEUE_SIZE``)."""
     request_timeout_s: float = Field(default=30.0, gt=0.0)
     """Deadline of a request from its arrival in the queue; past it: 504, and not computed."""
     drain_timeout_s: float = Field(default=30.0, ge=0.0)

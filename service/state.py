@@ -14,19 +14,11 @@ from typing import Literal, ParamSpec, TypeVar
 import numpy as np
 from fastapi import Request
 
-from model.predictor import Predictor
+from model.inference.predictor import Predictor
 from model.structures import DensePoseResult
-from service.batching import Batched, Batcher
+from service.batching import Batched, Batcher, BatchingPolicy
 from service.errors import ServiceError
-from service.inference import (
-    ModelInfo,
-    batch_size_for,
-    check_weights,
-    group_key_for,
-    load_predictor,
-    queue_size_for,
-    warm_up,
-)
+from service.loading import ModelInfo, check_weights, load_predictor, warm_up
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 
@@ -41,6 +33,8 @@ Status = Literal["starting", "loading", "ready", "failed", "stopping"]
 class LoadedModel:
     predictor: Predictor
     info: ModelInfo
+    policy: BatchingPolicy
+    """Worked out once, at load, from the settings and the model's device."""
     batcher: Batcher[np.ndarray, DensePoseResult]
 
 
@@ -72,13 +66,14 @@ class ServiceState:
             logger.exception("loading the model failed")
             self.status, self.failure = "failed", f"{type(error).__name__}: {error}"
             return
+        policy = BatchingPolicy.of(self.settings, predictor.device)
         batcher: Batcher[np.ndarray, DensePoseResult] = Batcher(
             predictor,
-            max_batch_size=batch_size_for(self.settings, predictor.device),
-            max_wait_s=self.settings.max_wait_ms / 1000,
-            queue_size=queue_size_for(self.settings, predictor.device),
+            max_batch_size=policy.max_batch_size,
+            max_wait_s=policy.max_wait_s,
+            queue_size=policy.queue_size,
             metrics=self.metrics,
-            group_key=group_key_for(self.settings.batch_mode),
+            group_key=policy.group_key,
         )
         batcher.start()
         self.metrics.model_info.info(
@@ -88,7 +83,7 @@ class ServiceState:
                 "sparse_backend": info.sparse_backend,
             }
         )
-        self._model = LoadedModel(predictor, info, batcher)
+        self._model = LoadedModel(predictor, info, policy, batcher)
         self.status = "ready"
         logger.info("ready: %s on %s", info.model_id, info.device)
 
@@ -120,8 +115,9 @@ class ServiceState:
 
     async def predict(self, image: np.ndarray, request: Request) -> Batched[DensePoseResult]:
         """Batched inference of one image; abandoned (not computed) if the client goes away."""
+        model = self.model
         submit = asyncio.create_task(
-            self.model.batcher.submit(image, timeout_s=self.settings.request_timeout_s)
+            model.batcher.submit(image, timeout_s=model.policy.request_timeout_s)
         )
         gone = asyncio.create_task(_client_gone(request))
         try:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from model.checkpoint import save_checkpoint
 from model.config import DDPConfig, tiny_config
-from model.ddp import build_ddp
+from model.network.ddp import build_ddp
 
 
 def tiny_checkpoint(path: Path, *, persons: bool = True, seed: int = 0) -> Path:

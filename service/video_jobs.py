@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from model.predictor import Predictor
+from model.inference.predictor import Predictor
 from model.video import VideoCancelled, VideoError, VideoInfo, VideoOptions, VideoOutputs
 from model.video.pipeline import ModelRunner, process_video
 from service.errors import ServiceError

@@ -6,7 +6,7 @@ decoded (a truncated file fails there) before any job exists."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import cv2
@@ -16,7 +16,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from model.video import VideoError, VideoInfo, probe
 from service.errors import ServiceError
-from service.uploads import MULTIPART_OVERHEAD_BYTES
+from service.uploads import MULTIPART_OVERHEAD_BYTES, file_part, limited, upload_kind
 
 RAW_MEDIA_TYPES = (
     "video/mp4",
@@ -33,12 +33,6 @@ _QUICKTIME_ATOMS = (b"moov", b"mdat", b"wide", b"free", b"skip")
 _CHUNK_BYTES = 1024 * 1024
 
 
-def _too_large(max_bytes: int) -> ServiceError:
-    return ServiceError(
-        413, "upload_too_large", f"the upload is larger than the limit of {max_bytes} bytes"
-    )
-
-
 async def save_upload(request: Request, path: Path, *, max_bytes: int) -> int:
     """Stream the uploaded clip to ``path`` (created); its size in bytes.
 
@@ -47,47 +41,23 @@ async def save_upload(request: Request, path: Path, *, max_bytes: int) -> int:
             nor one of ``RAW_MEDIA_TYPES``, 400 an empty upload, a malformed multipart body or
             one without a ``file`` part.
     """
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD_BYTES:
-        raise _too_large(max_bytes)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
-        body = _limited(request.stream(), max_bytes + MULTIPART_OVERHEAD_BYTES)
+    if upload_kind(request, max_bytes=max_bytes, media_types=RAW_MEDIA_TYPES) == "raw":
+        size = await _write(request.stream(), path, max_bytes=max_bytes)
+    else:
+        body = limited(request.stream(), max_bytes + MULTIPART_OVERHEAD_BYTES)
         parser = MultiPartParser(request.headers, body, max_files=1, max_fields=16)
         try:
             form = await parser.parse()
         except MultiPartException as error:
             raise ServiceError(400, "invalid_multipart", error.message) from error
         try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise ServiceError(
-                    400, "missing_file", "multipart upload without a file part named 'file'"
-                )
-            size = await _write(_read_chunks(upload), path, max_bytes=max_bytes)
+            chunks = _read_chunks(file_part(form))
+            size = await _write(chunks, path, max_bytes=max_bytes)
         finally:
             await form.close()
-    elif content_type in RAW_MEDIA_TYPES:
-        size = await _write(request.stream(), path, max_bytes=max_bytes)
-    else:
-        raise ServiceError(
-            415,
-            "unsupported_media_type",
-            f"content type {content_type or '(none)'!r} not accepted: send multipart/form-data "
-            f"with a 'file' part, or a raw body of type {', '.join(RAW_MEDIA_TYPES)}",
-        )
     if size == 0:
         raise ServiceError(400, "empty_body", "the upload is empty: send one video clip")
     return size
-
-
-async def _limited(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncGenerator[bytes, None]:
-    size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(max_bytes)
-        yield chunk
 
 
 async def _read_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
@@ -98,7 +68,7 @@ async def _read_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
 async def _write(chunks: AsyncIterator[bytes], path: Path, *, max_bytes: int) -> int:
     size = 0
     with path.open("xb") as file:
-        async for chunk in _limited(chunks, max_bytes):
+        async for chunk in limited(chunks, max_bytes):
             size += len(chunk)
             await asyncio.to_thread(file.write, chunk)
     return size

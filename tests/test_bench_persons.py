@@ -1,13 +1,11 @@
-"""``benchmarks.persons``: the grid and targets of its scenes, its stage split, the scene
-builder on the real body model (N persons at the requested size: constant foreground in
-series (a), proportional to N in series (b)), and ``ddp bench persons`` end to end on a tiny
-random network (files written, numbers well-formed; no claims about speed)."""
+"""``benchmarks.persons``: the person sizes of its two series, its stage split, and the
+benchmark end to end on a tiny random network (files written, numbers well-formed; no claims
+about speed). The scenes themselves: ``tests/test_data_crowd.py``."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -21,25 +19,17 @@ from benchmarks.persons import (
     METHODS,
     SERIES,
     STAGES,
-    CrowdBuilder,
     ModuleTimer,
     carve,
-    grid_shape,
     person_fraction,
+    scene_summary,
 )
-from model.cli import main as ddp
+from benchmarks.persons import main as persons_main
+from model.config import get_config
+from model.data.crowd import Crowd
 
 needs_anny = pytest.mark.skipif(find_spec("anny") is None, reason="needs the 'data' extra")
 HEIGHT, WIDTH = 96, 128
-
-
-@pytest.mark.parametrize(
-    ("persons", "shape"), [(0, (0, 0)), (1, (1, 1)), (2, (1, 2)), (4, (1, 4)), (16, (3, 6))]
-)
-def test_grid_gives_every_person_a_cell(persons: int, shape: tuple[int, int]) -> None:
-    rows, cols = grid_shape(persons, 384, 512)
-    assert (rows, cols) == shape
-    assert rows * cols >= persons and (rows - 1) * cols < max(persons, 1)
 
 
 def test_series_targets() -> None:
@@ -47,6 +37,29 @@ def test_series_targets() -> None:
     assert person_fraction("constant_size", 4, foreground=0.08, person=0.01) == 0.01
     with pytest.raises(ValueError, match="unknown series"):
         person_fraction("crowd", 4, foreground=0.08, person=0.01)
+
+
+def test_scene_summary_of_two_persons_and_of_nobody() -> None:
+    instance = np.zeros((10, 20), np.uint8)
+    instance[0:4, 0:5], instance[2:10, 10:14] = 1, 2
+    crowd = Crowd(
+        image=np.zeros((10, 20, 3), np.uint8), instance=instance,
+        boxes_xyxy=np.array([[0, 0, 5, 4], [10, 2, 14, 10]], np.float32),
+        person_fractions=np.array([0.1, 0.16]), target_fraction=0.12,
+        shrunk=np.array([False, True]),
+    )  # fmt: skip
+    summary = scene_summary(crowd)
+    assert summary["persons"] == 2 and summary["shrunk_to_fit"] == 1
+    assert summary["foreground_fraction"] == pytest.approx(0.26)
+    assert summary["person_height_px"] == {"mean": 6.0, "min": 4.0, "max": 8.0}
+    assert summary["person_fraction"] == pytest.approx({"mean": 0.13, "min": 0.1, "max": 0.16})
+    nobody = Crowd(
+        np.zeros((10, 20, 3), np.uint8), np.zeros((10, 20), np.uint8),
+        np.zeros((0, 4), np.float32), np.zeros(0), 0.12, np.zeros(0, bool),
+    )  # fmt: skip
+    summary = scene_summary(nobody)
+    assert summary["persons"] == 0 and summary["foreground_fraction"] == 0.0
+    assert summary["person_fraction"] is None and summary["person_height_px"] is None
 
 
 class Busy(nn.Module):
@@ -72,58 +85,13 @@ def test_module_time_is_carved_out_of_its_stage() -> None:
     assert timer.take() == {"inner": 0.0}  # carving took the seconds
 
 
-@pytest.fixture(scope="module")
-def builder() -> Iterator[CrowdBuilder]:
-    from model.data.synth import load_renderer
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield CrowdBuilder(load_renderer(), height=HEIGHT, width=WIDTH, seed=0)
-    torch.set_num_threads(threads)
-
-
-@pytest.mark.slow
-@needs_anny
-def test_constant_foreground_series_keeps_the_total(builder: CrowdBuilder) -> None:
-    total = 0.06
-    targets = [
-        person_fraction("constant_foreground", n, foreground=total, person=0) for n in (1, 2, 4)
-    ]
-    crowds = [builder.build(n, target) for n, target in zip((1, 2, 4), targets, strict=True)]
-    for n, crowd in zip((1, 2, 4), crowds, strict=True):
-        assert crowd.persons == n
-        assert set(np.unique(crowd.instance)) == set(range(n + 1))
-        assert crowd.foreground_fraction == pytest.approx(total, rel=0.08)
-        assert crowd.person_fractions == pytest.approx([total / n] * n, rel=0.1)
-        assert not crowd.shrunk.any()
-    heights = [float(np.mean(c.boxes_xyxy[:, 3] - c.boxes_xyxy[:, 1])) for c in crowds]
-    assert heights[0] > heights[1] > heights[2]  # people shrink as N grows
-
-
-@pytest.mark.slow
-@needs_anny
-def test_constant_size_series_grows_with_n(builder: CrowdBuilder) -> None:
-    each = 0.01
-    crowds = {n: builder.build(n, each) for n in (1, 2, 4)}
-    for n, crowd in crowds.items():
-        assert crowd.persons == n
-        assert crowd.foreground_fraction == pytest.approx(n * each, rel=0.08)
-        boxes = crowd.boxes_xyxy
-        assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
-        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= WIDTH).all()
-        assert (boxes[:, 3] <= HEIGHT).all()
-    empty = builder.build(0, each)
-    assert empty.persons == 0 and empty.foreground_fraction == 0.0
-    assert empty.image.shape == (HEIGHT, WIDTH, 3)
-
-
 @pytest.mark.slow
 @needs_anny
 def test_bench_persons_end_to_end(tmp_path: Path) -> None:
     threads = torch.get_num_threads()
     try:
-        ddp([
-            "bench", "persons", "--out", str(tmp_path), "--untrained", "tiny",
+        persons_main([
+            "--out", str(tmp_path), "--untrained", "tiny",
             "--persons", "1", "2", "--repeats", "1", "--warmup", "0",
             "--image-size", f"{HEIGHT}x{WIDTH}", "--threads", str(threads),
             "--foreground", "0.06",
@@ -134,6 +102,8 @@ def test_bench_persons_end_to_end(tmp_path: Path) -> None:
     assert report["network"]["untrained"] == "tiny"
     assert report["environment"]["torch_threads"] == threads
     assert report["settings"]["image_size"] == [HEIGHT, WIDTH]
+    threshold = get_config("tiny").instance.detection_score_threshold
+    assert report["settings"]["detection_score"] == threshold
     assert list(report["series"]) == list(SERIES)
     for data in report["series"].values():
         assert [p["scene"]["persons"] for p in data["points"]] == [1, 2]

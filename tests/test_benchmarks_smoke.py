@@ -1,9 +1,13 @@
 """Both benchmarks end to end on tiny inputs: they run, write their files, report positive
 times. No speed assertions: this only keeps the scripts working."""
 
+import argparse
 import json
 
+import pytest
+
 from benchmarks import sparse_vs_dense, stages
+from benchmarks.common import image_size
 
 
 def test_stages_writes_a_report_per_config(tmp_path):
@@ -42,3 +46,18 @@ def test_sparse_vs_dense_times_every_backend_and_checks_agreement(tmp_path):
     assert [v["fraction"] for v in report["verdict"]] == [report["rows"][0]["fraction"]]
     assert (tmp_path / "sparse_vs_dense.md").exists()
     assert (tmp_path / "sparse_vs_dense.png").stat().st_size > 0
+
+
+def test_image_sizes_parse_height_first_and_refuse_bad_ones():
+    assert image_size("96x128") == (96, 128)
+    assert image_size("200X334") == (200, 334)
+    for bad in ("96", "96x", "ax128", "0x128"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            image_size(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match=">= 32"):
+        image_size("16x128", minimum=32)
+
+
+def test_sparse_vs_dense_sizes_default_to_each_configs_x_agg():
+    args = sparse_vs_dense.parse_args(["--out", "x", "--configs", "default", "r50"])
+    assert args.sizes == [(96, 128), (200, 334)]  # 1/4 of 384x512 and of 800x1333

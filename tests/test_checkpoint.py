@@ -5,7 +5,7 @@ import torch
 
 from model.checkpoint import load_checkpoint, read_config, save_checkpoint
 from model.config import default_config, tiny_config
-from model.ddp import build_ddp
+from model.network.ddp import build_ddp
 
 
 def test_round_trip_restores_config_and_every_tensor(tmp_path):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from model.checkpoint import save_checkpoint
-from model.cli import main
 from model.config import tiny_config
-from model.ddp import build_ddp
-from model.encoding import decode_iuv_png
+from model.network.ddp import build_ddp
+from model.outputs.encoding import decode_iuv_png
+from service.cli import main
 
 
 @pytest.fixture()

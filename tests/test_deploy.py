@@ -2,7 +2,8 @@
 
 No Docker engine and no cluster: the compose file against the Compose specification's JSON
 schema (vendored by check-jsonschema), the Kubernetes manifests against Kubernetes' own schemas
-(kubernetes-validate) and the CRDs against tests/schemas/, the Dockerfiles with hadolint, the
+(kubernetes-validate) and the CRDs against tests/schemas/, the Dockerfiles with hadolint (their
+instructions read by dockerfile-parse, .dockerignore applied by docker-py's matcher), the
 Prometheus config and every PromQL expression with promtool (Debian package ``prometheus``;
 skipped without it), and cross-checks of all of them against the code: COPY sources, mounted
 paths, ``DDP_*`` settings, ports, probe paths and metric names.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import io
 import json
 import re
 import shlex
@@ -26,6 +28,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from docker.utils.build import PatternMatcher
+from dockerfile_parse import DockerfileParser
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic import ValidationError
 from referencing import Registry, Resource
@@ -87,22 +91,17 @@ def k8s_kind(kind: str) -> dict[str, Any]:
     return doc
 
 
+def dockerfile(path: Path) -> DockerfileParser:
+    return DockerfileParser(fileobj=io.BytesIO(path.read_bytes()))
+
+
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) in order; continuation lines joined, comments dropped."""
-    instructions: list[tuple[str, str]] = []
-    pending = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue  # Docker drops comment lines, also inside a continued instruction
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        keyword, _, arguments = (pending + line).partition(" ")
-        instructions.append((keyword.upper(), arguments.strip()))
-        pending = ""
-    assert not pending, f"{path}: instruction continued past the end of the file"
-    return instructions
+    return [
+        (item["instruction"], item["value"])
+        for item in dockerfile(path).structure
+        if item["instruction"] != "COMMENT"
+    ]
 
 
 def final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -143,40 +142,10 @@ def urls_in(text: str) -> list[tuple[int, str]]:
 
 
 def dockerignore_excludes(relative: str, patterns: list[str]) -> bool:
-    """Whether Docker's .dockerignore rules leave ``relative`` (a context path) out.
-
-    As Docker does: rules in order, the last matching one wins, ``!`` re-includes, and a rule
-    matching a parent directory matches everything below it.
-    """
-    parts = Path(relative).parts
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    excluded = False
-    for pattern in patterns:
-        negated = pattern.startswith("!")
-        regex = _dockerignore_regex(pattern.lstrip("!").strip("/"))
-        if any(regex.fullmatch(candidate) for candidate in candidates):
-            excluded = not negated
-    return excluded
-
-
-def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
-    out = ""
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            out, i = out + "[^/]", i + 1
-        elif pattern[i] == "[":
-            end = pattern.index("]", i)
-            out, i = out + pattern[i : end + 1], end + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    return re.compile(out)
+    """Whether Docker's .dockerignore rules leave ``relative`` (a context path) out: the last
+    matching rule wins, ``!`` re-includes, a rule matching a parent directory matches
+    everything below it."""
+    return bool(PatternMatcher(patterns).matches(relative))
 
 
 def dockerignore_patterns() -> list[str]:
@@ -569,8 +538,7 @@ def test_dockerfile_structure(variant: str) -> None:
     (entrypoint,) = [exec_form(a) for k, a in runtime if k == "ENTRYPOINT"]
     assert entrypoint == ENTRYPOINT
     assert any(k == "COPY" and a.split()[0] == "weights/" for k, a in runtime)
-    env = " ".join(a for k, a in runtime if k == "ENV")
-    assert "DDP_WEIGHTS=/app/weights/" in env
+    assert dockerfile(DOCKERFILES[variant]).envs["DDP_WEIGHTS"].startswith("/app/weights/")
 
     # Extras: service and video everywhere; spconv's CPU build only in the CPU image.
     installs = " ".join(a for k, a in instructions if k == "RUN" and "pip install" in a)
@@ -622,8 +590,8 @@ def test_dockerignore_keeps_local_state_out() -> None:
     ):
         assert dockerignore_excludes(path, patterns), path
     # The matcher itself: a negation after a broader rule re-includes.
-    assert not dockerignore_excludes("model/ddp.py", ["*", "!model"])
-    assert dockerignore_excludes("model/ddp.py", ["*", "!model", "model/ddp.py"])
+    assert not dockerignore_excludes("model/network/ddp.py", ["*", "!model"])
+    assert dockerignore_excludes("model/network/ddp.py", ["*", "!model", "model/network/ddp.py"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -648,9 +616,9 @@ def test_ddp_environment_values_are_valid_settings() -> None:
     for name, service in load_yaml(COMPOSE_FILE)["services"].items():
         pairs = [e.split("=", 1) for e in service.get("environment", []) if "=" in e]
         sources[f"compose {name}"] = {k: v for k, v in pairs if k.startswith("DDP_")}
-    for variant, path in DOCKERFILES.items():
-        env = " ".join(a for k, a in final_stage(dockerfile_instructions(path)) if k == "ENV")
-        sources[variant] = dict(re.findall(r"\b(DDP_[A-Z0-9_]+)=(\S+)", env))
+    for variant, path in DOCKERFILES.items():  # the final stage's ENV
+        envs = dockerfile(path).envs
+        sources[variant] = {k: v for k, v in envs.items() if k.startswith("DDP_")}
     for where, values in sources.items():
         fields = {name.removeprefix("DDP_").lower(): value for name, value in values.items()}
         try:

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from model.dynamic_mask_head import DynamicMaskHead, layer_shapes, num_dynamic_params
+from model.network.dynamic_mask_head import DynamicMaskHead, layer_shapes, num_dynamic_params
 
 
 def _explicit_instance(features, params, center, soi, shapes, stride):

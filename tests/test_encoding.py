@@ -1,10 +1,9 @@
-"""Round trips of every encoder in ``model.encoding`` and the overlap rule of pasting."""
+"""Round trips of every encoder in ``model.outputs.encoding`` and the overlap rule of pasting."""
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 
 import cv2
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from model.encoding import (
+from model.outputs.encoding import (
     decode_iuv_png,
     decode_mask_png,
     encode_iuv_png,
@@ -21,7 +20,6 @@ from model.encoding import (
     paste_owners,
     paste_parts_uv,
     paste_person,
-    result_to_json,
     result_to_npz_bytes,
     to_base64,
 )
@@ -143,32 +141,6 @@ def test_npz_of_empty_result_keeps_image_size() -> None:
     assert arrays["boxes_xyxy"].shape == (0, 4) and arrays["scores"].shape == (0,)
     for name in ("masks", "parts", "u", "v"):
         assert arrays[name].shape == (0, 6, 9), name
-
-
-def test_json_fields_decode_back_to_the_crops() -> None:
-    result = _result([[0.0, 0.0, 10.0, 10.0], [5.5, 4.2, 30.0, 20.0]], [0.8, 0.6])
-    payload = json.loads(json.dumps(result_to_json(result)))
-    assert (payload["height"], payload["width"]) == (HEIGHT, WIDTH)
-    assert len(payload["persons"]) == 2
-    for index, person in enumerate(payload["persons"]):
-        x0, y0, x1, y1 = person["box_int"]
-        assert person["box_int"] == result.integer_boxes()[index].tolist()
-        assert person["score"] == pytest.approx(float(result.scores[index]))
-        assert person["box_xyxy"] == pytest.approx(result.boxes_xyxy[index].tolist())
-        mask = decode_mask_png(base64.b64decode(person["mask_png_base64"]))
-        assert torch.equal(mask, result.masks[index, y0:y1, x0:x1])
-        parts, uv = decode_iuv_png(base64.b64decode(person["iuv_png_base64"]))
-        assert torch.equal(parts, result.parts[index])
-        assert (uv - result.uv[index]).abs().max() <= HALF_STEP
-
-
-def test_json_include_selects_fields_and_is_validated() -> None:
-    result = _result([[1.0, 1.0, 5.0, 5.0]], [0.5])
-    (person,) = result_to_json(result, include=("mask",))["persons"]
-    assert "mask_png_base64" in person and "iuv_png_base64" not in person
-    assert result_to_json(DensePoseResult.empty(4, 4)) == {"height": 4, "width": 4, "persons": []}
-    with pytest.raises(ValueError, match="include"):
-        result_to_json(result, include=("mask", "depth"))
 
 
 def _constant_person(box: list[int], part: int, u: float) -> tuple[Tensor, Tensor]:

@@ -15,7 +15,6 @@ from pycocotools.cocoeval import COCOeval
 from toy_scenes import render_toy_scene
 from toy_surface import toy_geodesics
 
-from model.cli import main
 from model.data.coco import CATEGORIES, person_annotations
 from model.data.dense import write_dense
 from model.data.labels import as_result
@@ -23,6 +22,7 @@ from model.data.loader import DensePoseCocoDataset
 from model.evaluation.evaluator import DensePoseEvaluator, evaluate
 from model.evaluation.gps import PAPER_KAPPA
 from model.structures import DensePoseResult
+from service.cli import main
 
 HEIGHT, WIDTH = 96, 128
 SCENES = [(1, 3), (2, 2), (3, 0), (4, 3)]

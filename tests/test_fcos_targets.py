@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from model.fcos_targets import (
+from model.network.fcos_head import fcos_locations
+from model.training.fcos_targets import (
     FcosTargets,
     assign_fcos_targets,
     centerness,
-    fcos_locations,
     level_size_ranges,
     ltrb_to_xyxy,
     xyxy_to_ltrb,

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from model.ian import InstanceAwareNorm, SiteRegions
-from model.sparse import SparseSites
+from model.network.ian import InstanceAwareNorm, SiteRegions
+from model.network.sparse import SparseSites
 
 C = 4
 

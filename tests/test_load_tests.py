@@ -1,8 +1,9 @@
 """``load_tests/``: the committed inputs, the scenarios' requests against the app
-(``TestClient``, tiny random network), Locust itself headless for a few seconds against a
-real uvicorn server, the sweep's perf_analyzer-style report from canned Locust CSV and two
-``/metrics`` snapshots, the overload test's schedule and verdicts on made-up outcomes, and
-the scale-out nginx config (checked by ``nginx -t`` where nginx is installed)."""
+(``TestClient``, tiny random network), Locust itself headless for a fixed number of requests
+and video jobs against a real uvicorn server, the sweep's perf_analyzer-style report from
+canned Locust CSV and two ``/metrics`` snapshots, the overload test's schedule and verdicts on
+made-up outcomes, and the scale-out nginx config (checked by ``nginx -t`` where nginx is
+installed)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from prometheus_client import generate_latest
 
 from benchmarks.common import environment
 from load_tests import overload, scale_out, sweep
+from load_tests.make_images import IMAGE_SIZE, MAX_BYTES
 from load_tests.metrics import parse, server_split
-from load_tests.runner import read_stats, run_locust
+from load_tests.runner import locust_command, read_stats, run_locust
 from load_tests.scenarios import (
     CLIP_NAME,
     IMAGES_DIR,
@@ -31,6 +33,7 @@ from load_tests.scenarios import (
     REJECTED_SUFFIX,
     SCENARIOS,
     VIDEO_NAMES,
+    TaskBudget,
     image_files,
     image_name,
     load_images,
@@ -48,11 +51,12 @@ from service.testing import ServerProcess, tiny_checkpoint
 def test_committed_inputs_are_small_and_have_the_right_size() -> None:
     images = load_images()
     assert sorted(images) == list(PERSON_COUNTS)
+    height, width = IMAGE_SIZE
     for data in images.values():
-        assert len(data) <= 100_000
+        assert len(data) <= MAX_BYTES
         with Image.open(io.BytesIO(data)) as image:
-            assert (image.format, image.size) == ("JPEG", (512, 384))
-    assert (IMAGES_DIR / CLIP_NAME).stat().st_size <= 100_000
+            assert (image.format, image.size) == ("JPEG", (width, height))
+    assert (IMAGES_DIR / CLIP_NAME).stat().st_size <= MAX_BYTES
 
 
 def test_scenarios_pick_their_person_counts() -> None:
@@ -103,7 +107,7 @@ def test_image_requests_are_answered(client: TestClient) -> None:
         response = client.post("/densepose", files=image_files(n, images))
         assert response.status_code == 200, response.text
         answer = response.json()
-        assert answer["image"] == {"height": 384, "width": 512}
+        assert answer["image"] == dict(zip(("height", "width"), IMAGE_SIZE, strict=True))
         assert len(answer["persons"]) == 3  # the tiny test network always finds 3
 
 
@@ -130,21 +134,52 @@ def test_video_job_flow_submits_polls_and_downloads(client: TestClient) -> None:
 # -- Locust itself --------------------------------------------------------------------------
 
 
+LOCUST_LIMIT_S = 600
+"""Only a safety net: the Locust runs below end after a count of tasks, however slow."""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(find_spec("locust") is None, reason="needs the 'load' extra (locust)")
 def test_locust_runs_headless_and_splits_statistics_by_person_count(
     weights: Path, tmp_path: Path
 ) -> None:
     with ServerProcess({"weights": str(weights)}, log_path=tmp_path / "server.log") as server:
-        rows = run_locust(server.url, "mixed", users=2, seconds=3, csv_prefix=tmp_path / "mixed")
-        video = run_locust(server.url, "video", users=1, seconds=2, csv_prefix=tmp_path / "video")
+        rows = run_locust(
+            server.url, "mixed", users=2, tasks=8, seconds=LOCUST_LIMIT_S,
+            csv_prefix=tmp_path / "mixed",
+        )  # fmt: skip
+        video = run_locust(
+            server.url, "video", users=1, tasks=1, seconds=LOCUST_LIMIT_S,
+            csv_prefix=tmp_path / "video",
+        )  # fmt: skip
     image_rows = {name: row for name, row in rows.items() if name.startswith("/densepose [")}
     assert image_rows and set(image_rows) <= {image_name(n) for n in PERSON_COUNTS}
     assert all(row.type == "POST" and row.failures == 0 for row in image_rows.values())
-    assert rows["Aggregated"].requests == sum(row.requests for row in image_rows.values())
-    assert video[VIDEO_NAMES["submit"]].requests >= 1
+    assert sum(row.requests for row in image_rows.values()) == 8
+    assert rows["Aggregated"].requests == 8
+    assert video[VIDEO_NAMES["submit"]].requests == 1
+    assert video[VIDEO_NAMES["poll"]].requests >= 1 and video[VIDEO_NAMES["result"]].requests == 1
     job = video[VIDEO_NAMES["job"]]
-    assert job.type == "JOB" and job.requests >= 1 and job.failures == 0
+    assert job.type == "JOB" and job.requests == 1 and job.failures == 0
+
+
+def test_a_task_budget_starts_its_count_and_ends_on_the_last_finish() -> None:
+    budget = TaskBudget(3)
+    assert [budget.take() for _ in range(5)] == [True, True, True, False, False]
+    assert [budget.finish() for _ in range(3)] == [False, False, True]
+    unbounded = TaskBudget(None)
+    assert all(unbounded.take() for _ in range(100)) and not unbounded.finish()
+    with pytest.raises(ValueError, match="at least 1 task"):
+        TaskBudget(0)
+
+
+def test_locust_command_bounds_a_run_by_count_or_by_time() -> None:
+    timed = locust_command("http://h", "mixed", users=2, seconds=30, csv_prefix=Path("x"))
+    assert timed[timed.index("--run-time") + 1] == "30s" and "--tasks" not in timed
+    counted = locust_command(
+        "http://h", "mixed", users=2, seconds=600, csv_prefix=Path("x"), tasks=8
+    )
+    assert counted[counted.index("--tasks") + 1] == "8"
 
 
 # -- the sweep's report ---------------------------------------------------------------------

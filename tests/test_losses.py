@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.fcos_targets import FcosTargets, assign_fcos_targets, fcos_locations
-from model.losses import (
+from model.network.fcos_head import fcos_locations
+from model.training.fcos_targets import FcosTargets, assign_fcos_targets
+from model.training.losses import (
     dice_loss,
     fcos_losses,
     part_loss,

@@ -7,10 +7,10 @@ from torchvision.ops import box_iou
 from toy_scenes import make_toy_batch
 
 from model.config import tiny_config
-from model.ddp import build_ddp
-from model.postprocess import to_results
-from model.preprocess import prepare_batch
-from model.training import compute_losses
+from model.inference.postprocess import to_results
+from model.inference.preprocess import prepare_batch
+from model.network.ddp import build_ddp
+from model.training.objective import compute_losses
 
 pytestmark = pytest.mark.slow
 

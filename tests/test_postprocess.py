@@ -3,8 +3,8 @@
 import torch
 
 from model.config import NUM_PART_CLASSES
-from model.postprocess import charts_from_logits, to_results
-from model.preprocess import PreparedBatch
+from model.inference.postprocess import charts_from_logits, to_results
+from model.inference.preprocess import PreparedBatch
 from model.structures import DDPOutput, Detections, integer_boxes
 
 K = NUM_PART_CLASSES

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from model.config import InputConfig
-from model.preprocess import image_to_tensor, prepare_batch, resize_scale
+from model.inference.preprocess import image_to_tensor, prepare_batch, resize_scale
 
 
 def test_resize_scale_respects_short_and_long_side():
@@ -28,3 +28,26 @@ def test_image_to_tensor_rejects_wrong_layout():
     with pytest.raises(ValueError, match="uint8 RGB"):
         image_to_tensor(np.zeros((4, 4), dtype=np.uint8))
     assert image_to_tensor(np.full((2, 3, 3), 255, dtype=np.uint8)).shape == (3, 2, 3)
+
+
+def test_the_views_of_a_batch_equal_preparing_each_image_alone():
+    config = InputConfig(short_side=32, max_side=64, size_divisibility=32)
+    images = [torch.rand(3, 16, 24, generator=torch.Generator().manual_seed(b)) for b in range(2)]
+    batch = prepare_batch(images, config)
+    assert len(batch) == 2
+    for b, image in enumerate(images):
+        view, alone = batch.image(b), prepare_batch([image], config)
+        assert len(view) == 1
+        for name in ("images", "image_sizes", "original_sizes", "scales"):
+            assert torch.equal(getattr(view, name), getattr(alone, name)), name
+
+
+def test_a_view_keeps_the_batch_padding():
+    config = InputConfig(short_side=32, max_side=96, size_divisibility=32)
+    batch = prepare_batch([torch.ones(3, 32, 64), torch.ones(3, 32, 32)], config)
+    view = batch.image(1)
+    assert view.images.shape == (1, 3, 32, 64)
+    assert torch.equal(view.images, batch.images[1:2])
+    assert view.image_sizes.tolist() == [[32, 32]] and view.original_sizes.tolist() == [[32, 32]]
+    with pytest.raises(IndexError, match="image 2 of a batch of 2"):
+        batch.image(2)

@@ -1,17 +1,22 @@
-"""``ddp recipe`` end to end at smoke size: render train + held-out sets, train, score, export;
-then a second run reuses everything (slow: renders with the anny body model)."""
+"""``ddp recipe`` end to end at smoke size: render train, held-out and validation sets, train,
+choose detection settings, score, export; then a second run reuses everything (slow: renders
+with the anny body model). The ``world`` engine runs on a pool of stand-in photos."""
 
+import dataclasses
 import json
 from importlib.util import find_spec
 
 import cv2
+import numpy as np
 import pytest
 
 from benchmarks.ablation import main as ablation_main
 from benchmarks.results import main as results_main
 from model.checkpoint import load_checkpoint
-from model.cli import main
 from model.config import ABLATIONS, ablate, tiny_config
+from model.data.backgrounds import BackgroundPool
+from model.training import recipe
+from service.cli import main
 
 pytestmark = [
     pytest.mark.slow,
@@ -19,23 +24,51 @@ pytestmark = [
 ]
 
 
-def test_recipe_renders_trains_scores_and_exports_then_resumes(tmp_path, capsys):
+@pytest.fixture
+def stand_in_photos(tmp_path, monkeypatch):
+    """The training pool replaced by three noise "photographs" (the real ones are Debian
+    wallpapers, not installed in CI)."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        path = tmp_path / "pool" / f"photo{i}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(path), rng.integers(0, 255, (300, 400, 3), dtype=np.uint8))
+        paths.append(path)
+    monkeypatch.setattr(recipe, "training_backgrounds", lambda: BackgroundPool.from_paths(paths))
+
+
+def test_recipe_renders_trains_scores_and_exports_then_resumes(tmp_path, capsys, stand_in_photos):
     data_root, out, export = tmp_path / "data", tmp_path / "run", tmp_path / "w" / "ddp.safetensors"
     args = [
         "recipe", "--config", "tiny", "--out", str(out), "--steps", "2", "--warmup", "1",
         "--batch-size", "2", "--workers", "0", "--device", "cpu", "--train-images", "4",
-        "--val-images", "2", "--data-root", str(data_root), "--export", str(export),
+        "--val-images", "2", "--calibration-images", "2", "--engine", "world",
+        "--data-root", str(data_root), "--export", str(export),
     ]  # fmt: skip
     assert main(args) == 0
-    train_dir = data_root / "train-seed0-n4-384x512"
-    val_dir = data_root / "val-seed1-n2-384x512"
-    for directory, images in ((train_dir, 4), (val_dir, 2)):
+    train_dir = data_root / "train-world-seed0-n4-384x512"
+    val_dir = data_root / "heldout-plain-seed1-n2-384x512"
+    calibration_dir = data_root / "calibration-world-seed2-n2-384x512"
+    for directory, images in ((train_dir, 4), (val_dir, 2), (calibration_dir, 2)):
         assert len(json.loads((directory / "annotations.json").read_text())["images"]) == images
     report = json.loads((out / "eval.json").read_text())
     assert report["images"] == 2 and report["data"] == str(val_dir)
     assert set(report) >= {"gps_ap", "gps_ap50", "gps_ar", "mask_ap", "seconds_per_image"}
     _, config = load_checkpoint(export)
-    assert config == tiny_config() and export.with_suffix(".json").is_file()
+    # Only the detection settings chosen on the validation set differ from the config trained.
+    chosen = config.instance
+    assert chosen.mask_nms in ("none", "hard", "matrix")
+    assert 0.3 <= chosen.detection_score_threshold <= 0.8
+    unchanged = dataclasses.replace(
+        chosen,
+        mask_nms="none",
+        mask_nms_threshold=0.5,
+        detection_score_threshold=tiny_config().instance.detection_score_threshold,
+    )
+    assert config.replace(instance=unchanged) == tiny_config()
+    assert "F1" in (out / "calibration.md").read_text()
+    assert export.with_suffix(".json").is_file()
     assert "GPS" in capsys.readouterr().out.upper()
 
     # docs/results.md's Table 1 and Fig. 6 from the exported weights and the held-out set.
@@ -76,7 +109,7 @@ def test_ablation_table_trains_every_variant_and_the_extra_seed(tmp_path):
         "--config", "tiny", "--steps", "1", "--warmup", "1", "--batch-size", "2",
         "--workers", "0", "--threads", "1", "--train-images", "2", "--val-images", "1",
         "--data-root", str(tmp_path / "data"), "--runs", str(tmp_path / "runs"),
-        "--seeds", "3", "4", "--out", str(out),
+        "--seeds", "3", "4", "--out", str(out), "--engine", "plain", "--calibration-images", "0",
     ]  # fmt: skip
     assert ablation_main(args) == 0
     report = json.loads((out / "ablation.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import threading
@@ -13,14 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
+from pydantic import ValidationError
 
-from model.encoding import decode_iuv_png, decode_mask_png, npz_bytes_to_arrays
-from model.predictor import Predictor
+from model.inference.predictor import Predictor
+from model.outputs.encoding import decode_iuv_png, decode_mask_png, npz_bytes_to_arrays
 from service.app import create_app
+from service.batching import BatchingPolicy
 from service.client import encode_upload
-from service.inference import select_persons
+from service.formats import FORMATS
+from service.loading import ModelInfo, load_predictor
 from service.settings import BatchMode, Settings
 from service.testing import bomb_png, encode, random_image, tiny_checkpoint
 
@@ -251,7 +256,7 @@ def test_batch_modes_give_each_request_its_own_result(
         boxes = arrays["boxes_xyxy"]
         assert (boxes >= 0).all() and (boxes[:, 2] <= width).all()
         assert (boxes[:, 3] <= height).all()
-        best_first = select_persons(result, score_threshold=None, max_persons=100)
+        best_first = result.best()
         np.testing.assert_allclose(arrays["scores"], best_first.scores.numpy(), atol=1e-5)
         np.testing.assert_allclose(boxes, best_first.boxes_xyxy.numpy(), atol=1e-3)
 
@@ -272,6 +277,44 @@ def test_model_info(client: TestClient, weights: Path) -> None:
     assert info["device"] == "cpu" and info["sparse_backend"] in ("torch", "spconv", "dense")
     assert info["batching"]["max_batch_size"] == 4  # the CPU default
     assert info["batching"]["batch_mode"] == "group"
+
+
+def test_the_batching_policy_is_worked_out_once_at_load_and_reported(
+    weights: Path, png: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    devices: list[str] = []
+    work_out = BatchingPolicy.of
+
+    def counted(settings: Settings, device: torch.device) -> BatchingPolicy:
+        devices.append(str(device))
+        return work_out(settings, device)
+
+    monkeypatch.setattr(BatchingPolicy, "of", counted)
+    settings = Settings(
+        weights=weights,
+        warmup=False,
+        max_batch_size=3,
+        max_wait_ms=7.5,
+        batch_mode="pad",
+        queue_size=5,
+        request_timeout_s=12.0,
+    )
+    app = create_app(settings)
+    with TestClient(app) as client:
+        wait_ready(client)
+        assert post(client, png).status_code == 200
+        reported = client.get("/v1/model").json()["batching"]
+        assert client.get("/v1/model").json()["batching"] == reported
+        policy = app.state.service.model.policy
+    assert devices == ["cpu"]
+    assert reported == dataclasses.asdict(policy)
+    assert reported == {
+        "max_batch_size": 3,
+        "max_wait_ms": 7.5,
+        "batch_mode": "pad",
+        "queue_size": 5,
+        "request_timeout_s": 12.0,
+    }
 
 
 def test_model_info_reports_the_video_limits(
@@ -341,8 +384,24 @@ def test_openapi_documents_the_options(client: TestClient) -> None:
     operation = schema["paths"]["/densepose"]["post"]
     names = {p["name"] for p in operation["parameters"]}
     assert names == {"score_threshold", "max_persons", "outputs", "format"}
-    assert "multipart/form-data" in operation["requestBody"]["content"]
+    assert {"multipart/form-data", "image/jpeg", "image/png"} <= set(
+        operation["requestBody"]["content"]
+    )
     assert client.get("/docs").status_code == 200
+
+
+def test_openapi_documents_the_answer_model_and_every_format(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/densepose"]["post"]
+    content = operation["responses"]["200"]["content"]
+    assert set(content) == {output.media_type for output in FORMATS.values()}
+    assert content["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/DensePoseResponse"
+    }
+    person = schema["components"]["schemas"]["Person"]["properties"]
+    assert set(person) == {"score", "box_xyxy", "box_int", "mask_png_base64", "iuv_png_base64"}
+    (option,) = [p for p in operation["parameters"] if p["name"] == "format"]
+    assert {"type": "string", "enum": list(FORMATS)} in option["schema"]["anyOf"]
 
 
 def test_unknown_path_is_json_404(client: TestClient) -> None:
@@ -358,6 +417,11 @@ def test_missing_weights_fail_at_start_with_a_clear_message(tmp_path: Path) -> N
         pass
 
 
+def test_untrained_config_must_name_a_config() -> None:
+    with pytest.raises(ValidationError, match="tiny"):
+        Settings(untrained_config="huge")
+
+
 def test_untrained_config_serves_when_weights_are_missing(tmp_path: Path, png: bytes) -> None:
     settings = Settings(weights=tmp_path / "missing.safetensors", untrained_config="tiny")
     with TestClient(create_app(settings)) as client:
@@ -370,11 +434,10 @@ def test_not_ready_until_loaded(weights: Path, png: bytes, monkeypatch: pytest.M
     import service.state
 
     release = threading.Event()
-    original = service.state.load_predictor
 
-    def slow_load(settings: Settings):  # type: ignore[no-untyped-def]
+    def slow_load(settings: Settings) -> tuple[Predictor, ModelInfo]:
         release.wait(10)
-        return original(settings)
+        return load_predictor(settings)
 
     monkeypatch.setattr(service.state, "load_predictor", slow_load)
     with TestClient(create_app(Settings(weights=weights))) as client:

@@ -1,4 +1,5 @@
-"""The batcher with a fake model: batch windows, refusals, deadlines, cancellation, failures."""
+"""The batcher with a fake model: batch windows, refusals, deadlines, cancellation, failures;
+and the batching policy the service works out from its settings and device."""
 
 from __future__ import annotations
 
@@ -7,24 +8,37 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+import numpy as np
 import pytest
+import torch
 
-from service.batching import Batcher, Rejected
+from service.batching import Batcher, BatchingPolicy, Rejected
 from service.metrics import ServiceMetrics
+from service.settings import Settings
+
+SAFETY_S = 30.0
+"""Only a safety net for waits below: each waits for an event, not for time to pass."""
 
 
 class FakeModel:
-    """Doubles its inputs; records every batch; fails batches containing ``poison``."""
+    """Doubles its inputs; records every batch; fails batches containing ``poison``. With
+    ``hold``, every batch stays in the model until the test sets ``release``."""
 
-    def __init__(self, *, delay_s: float = 0.0, poison: int | None = None) -> None:
+    def __init__(
+        self, *, delay_s: float = 0.0, poison: int | None = None, hold: bool = False
+    ) -> None:
         self.delay_s = delay_s
         self.poison = poison
         self.batches: list[list[int]] = []
         self.lock = threading.Lock()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
 
     def __call__(self, items: list[int]) -> Sequence[int]:
         with self.lock:
             self.batches.append(list(items))
+        assert self.release.wait(SAFETY_S), "the test never released the model"
         time.sleep(self.delay_s)
         if self.poison in items:
             raise ValueError(f"cannot process {self.poison}")
@@ -62,6 +76,14 @@ def run(
     return metrics
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Yield to the event loop until ``condition()`` holds."""
+    deadline = time.monotonic() + SAFETY_S
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.001)
+
+
 def rejected(metrics: ServiceMetrics, reason: str) -> float:
     value = metrics.registry.get_sample_value("ddp_rejected_requests_total", {"reason": reason})
     return value or 0.0
@@ -84,25 +106,28 @@ def test_a_lone_request_waits_at_most_the_window() -> None:
 
     async def scenario(batcher: Batcher[int, int]) -> None:
         start = time.monotonic()
-        result = await batcher.submit(1, timeout_s=5)
+        result = await batcher.submit(1, timeout_s=SAFETY_S)
+        # the window closed the batch (of 1, not the full 4), well before the deadline
         assert result.value == 2 and result.batch_size == 1
-        assert 0.04 <= time.monotonic() - start < 1.0
+        assert time.monotonic() - start >= 0.04
         assert result.queue_s >= 0.0
 
     run(model, scenario, max_wait_s=0.05)
 
 
 def test_full_queue_is_refused_at_once_with_retry_after() -> None:
-    model = FakeModel(delay_s=0.2)
+    model = FakeModel(hold=True)
 
     async def scenario(batcher: Batcher[int, int]) -> None:
-        tasks = [asyncio.create_task(batcher.submit(0, timeout_s=5))]
-        await asyncio.sleep(0.05)  # item 0 running
-        tasks += [asyncio.create_task(batcher.submit(i, timeout_s=5)) for i in (1, 2, 3)]
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        refused = [o for o in outcomes if isinstance(o, Rejected)]
-        assert len(refused) == 1 and refused[0].reason == "queue_full"
-        assert refused[0].retry_after_s >= 1
+        tasks = [asyncio.create_task(batcher.submit(0, timeout_s=SAFETY_S))]
+        await until(lambda: len(model.batches) == 1)  # item 0 running, held in the model
+        tasks += [asyncio.create_task(batcher.submit(i, timeout_s=SAFETY_S)) for i in (1, 2)]
+        await until(lambda: batcher.depth == 2)
+        with pytest.raises(Rejected) as refused:
+            await batcher.submit(3, timeout_s=SAFETY_S)
+        assert refused.value.reason == "queue_full" and refused.value.retry_after_s >= 1
+        model.release.set()
+        assert [r.value for r in await asyncio.gather(*tasks)] == [0, 2, 4]
 
     metrics = run(model, scenario, max_batch_size=1, max_wait_s=0.0, queue_size=2)
     assert rejected(metrics, "queue_full") == 1
@@ -110,14 +135,15 @@ def test_full_queue_is_refused_at_once_with_retry_after() -> None:
 
 
 def test_request_past_its_deadline_is_not_computed() -> None:
-    model = FakeModel(delay_s=0.3)
+    model = FakeModel(hold=True)
 
     async def scenario(batcher: Batcher[int, int]) -> None:
-        first = asyncio.create_task(batcher.submit(0, timeout_s=5))
-        await asyncio.sleep(0.05)
+        first = asyncio.create_task(batcher.submit(0, timeout_s=SAFETY_S))
+        await until(lambda: len(model.batches) == 1)  # item 0 held in the model
         with pytest.raises(Rejected) as caught:
             await batcher.submit(1, timeout_s=0.1)
         assert caught.value.reason == "deadline"
+        model.release.set()
         assert (await first).value == 0
 
     metrics = run(model, scenario, max_batch_size=1, max_wait_s=0.0)
@@ -125,16 +151,33 @@ def test_request_past_its_deadline_is_not_computed() -> None:
     assert rejected(metrics, "deadline") == 1
 
 
-def test_cancelled_request_is_dropped_before_its_batch() -> None:
-    model = FakeModel(delay_s=0.2)
+def test_a_request_late_in_the_queue_is_counted_as_rejected_once() -> None:
+    """The batcher rejecting an expired job and the caller's own timer firing in the same loop
+    turn are one rejection, not two."""
+    model = FakeModel()
 
     async def scenario(batcher: Batcher[int, int]) -> None:
-        first = asyncio.create_task(batcher.submit(0, timeout_s=5))
-        await asyncio.sleep(0.05)
-        gone = asyncio.create_task(batcher.submit(1, timeout_s=5))
-        kept = asyncio.create_task(batcher.submit(2, timeout_s=5))
-        await asyncio.sleep(0.01)
+        for item in range(3):
+            with pytest.raises(Rejected) as caught:
+                await batcher.submit(item, timeout_s=1e-6)
+            assert caught.value.reason == "deadline"
+
+    metrics = run(model, scenario, max_batch_size=1, max_wait_s=0.0)
+    assert model.computed == []
+    assert rejected(metrics, "deadline") == 3
+
+
+def test_cancelled_request_is_dropped_before_its_batch() -> None:
+    model = FakeModel(hold=True)
+
+    async def scenario(batcher: Batcher[int, int]) -> None:
+        first = asyncio.create_task(batcher.submit(0, timeout_s=SAFETY_S))
+        await until(lambda: len(model.batches) == 1)  # item 0 held in the model
+        gone = asyncio.create_task(batcher.submit(1, timeout_s=SAFETY_S))
+        kept = asyncio.create_task(batcher.submit(2, timeout_s=SAFETY_S))
+        await until(lambda: batcher.depth == 2)
         gone.cancel()
+        model.release.set()
         assert [(await first).value, (await kept).value] == [0, 4]
 
     run(model, scenario, max_batch_size=1, max_wait_s=0.0)
@@ -221,3 +264,28 @@ def test_stop_drains_the_queue_and_refuses_new_work() -> None:
         assert caught.value.reason == "shutting_down"
 
     asyncio.run(main())
+
+
+# -- the service's batching policy ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("device", "batch_size", "queue_size"), [("cpu", 4, 16), ("cuda", 8, 64)])
+def test_the_policy_defaults_depend_on_the_device(
+    device: str, batch_size: int, queue_size: int
+) -> None:
+    policy = BatchingPolicy.of(Settings(), torch.device(device))
+    assert (policy.max_batch_size, policy.queue_size) == (batch_size, queue_size)
+
+
+def test_the_settings_override_the_device_defaults() -> None:
+    settings = Settings(max_batch_size=1, queue_size=2, max_wait_ms=250, request_timeout_s=3)
+    policy = BatchingPolicy.of(settings, torch.device("cuda"))
+    assert (policy.max_batch_size, policy.queue_size) == (1, 2)
+    assert policy.max_wait_s == 0.25 and policy.request_timeout_s == 3
+
+
+def test_group_mode_groups_by_image_shape_and_pad_mode_not_at_all() -> None:
+    group = BatchingPolicy.of(Settings(batch_mode="group"), torch.device("cpu")).group_key
+    assert group is not None
+    assert group(np.zeros((4, 6, 3))) == group(np.ones((4, 6, 3))) != group(np.zeros((6, 4, 3)))
+    assert BatchingPolicy.of(Settings(batch_mode="pad"), torch.device("cpu")).group_key is None

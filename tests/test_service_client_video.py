@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 import service.video_jobs
-from model.encoding import npz_bytes_to_arrays
+from model.outputs.encoding import npz_bytes_to_arrays
 from model.video import VideoCancelled
 from service.app import create_app
 from service.client import DensePoseClient, ServiceError, VideoJobError

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from model.checkpoint import read_config
-from model.cli import DEFAULT_WEIGHTS, read_image_rgb
 from model.config import DDPConfig, default_config
-from model.predictor import Predictor
+from model.inference.predictor import Predictor
+from model.inference.preprocess import read_image_rgb
+from model.paths import DEFAULT_WEIGHTS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "synthetic_scene.jpg"
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.sparse import (
+from model.network.sparse import (
     SparseSites,
     SubmanifoldConv2d,
     gather_from_dense,
@@ -15,8 +15,8 @@ from model.sparse import (
     scatter_to_dense,
     set_backend,
 )
-from model.sparse.spconv_backend import spconv_supports
-from model.sparse.torch_backend import submanifold_conv_torch
+from model.network.sparse.spconv_backend import spconv_supports
+from model.network.sparse.torch_backend import submanifold_conv_torch
 
 CPU = torch.device("cpu")
 HAS_SPCONV = spconv_supports(CPU)

@@ -17,8 +17,8 @@ from benchmarks.topdown import (
     to_results,
 )
 from model.config import get_config
-from model.ddp import build_ddp
-from model.preprocess import image_to_tensor, prepare_batch
+from model.inference.preprocess import image_to_tensor, prepare_batch
+from model.network.ddp import build_ddp
 
 SMALL = TopDownConfig(
     rpn_pre_nms_top_k=50, proposals=20, box_fc=32, detections=10, mask_convs=1,
@@ -32,7 +32,9 @@ HEIGHT, WIDTH = 96, 128
 def predictor() -> TopDownPredictor:
     torch.manual_seed(0)
     config = get_config("tiny")
-    return TopDownPredictor(build_topdown(config, SMALL), config.input)
+    return TopDownPredictor(
+        build_topdown(config, SMALL), config.input, mask_threshold=config.instance.mask_threshold
+    )
 
 
 def boxes(count: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ from toy_scenes import (
     render_toy_scene,
 )
 
-from model.encoding import paste_parts_uv
+from model.outputs.encoding import paste_parts_uv
 
 SEEDS = range(8)
 FRONT_CHARTS = {2, 3, 4, 5, 6, 9, 10, 13, 14, 17, 18, 21, 22, 23, 24}

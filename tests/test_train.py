@@ -9,13 +9,13 @@ from safetensors.torch import load_file
 from test_evaluation_metrics import write_toy_dataset
 
 from model.checkpoint import load_checkpoint
-from model.cli import main
 from model.config import tiny_config
 from model.data.loader import DensePoseCocoDataset
-from model.preprocess import image_to_tensor, prepare_batch
-from model.train.data import StepSampler, TrainingDataset, collate
-from model.train.schedule import learning_rate
-from model.train.state import checkpoints, weights_path
+from model.inference.preprocess import image_to_tensor, prepare_batch
+from model.training.data import StepSampler, TrainingDataset, collate
+from model.training.schedule import learning_rate
+from model.training.state import checkpoints, weights_path
+from service.cli import main
 
 TRAIN = ["--config", "tiny", "--batch-size", "2", "--workers", "0", "--device", "cpu"]
 

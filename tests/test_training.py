@@ -1,14 +1,17 @@
 """The composed objective: every term present, weighted as the paper says, connected when
-there is nobody, and the I/U/V losses only at points the IUV branch computes."""
+there is nobody, computed on the stages inference runs, and the I/U/V losses only at points the
+IUV branch computes."""
 
 import dataclasses
+import math
 
+import pytest
 import torch
 from toy_scenes import make_toy_batch
 
-from model.config import tiny_config
-from model.ddp import build_ddp
-from model.training import _active_points, compute_losses
+from model.config import NUM_PART_CLASSES, tiny_config
+from model.network.ddp import DDP, build_ddp
+from model.training.objective import _active_points, compute_losses
 
 TERMS = {"fcos_cls", "fcos_box", "fcos_ctr", "mask_ins", "mask_dp", "part", "uv", "smooth"}
 
@@ -22,6 +25,36 @@ def test_zero_person_batch_gives_connected_finite_losses():
     assert all(torch.isfinite(v) for v in losses.values())
     losses["total"].backward()
     assert any(p.grad is not None for p in model.parameters())
+
+
+def test_losses_train_the_iuv_logits_of_the_stages_inference_runs(monkeypatch):
+    # With DDP.dense_pose (what forward runs after detection) made to return zero IUV logits,
+    # L_I is ln K at every point and L_s vanishes: the IUV logits trained on are its own.
+    config = tiny_config()
+    model = build_ddp(config)
+    images, targets = make_toy_batch([3, 4])
+    real = compute_losses(
+        model, images, targets, config, generator=torch.Generator().manual_seed(0)
+    )
+    assert set(real) == TERMS | {"total"}
+    assert all(torch.isfinite(v) for v in real.values())
+    assert real["part"].item() != pytest.approx(math.log(NUM_PART_CLASSES))
+    assert real["smooth"].item() > 0
+
+    dense_pose = DDP.dense_pose
+
+    def zero_iuv(self, *args, **kwargs):
+        maps = dense_pose(self, *args, **kwargs)
+        return dataclasses.replace(maps, iuv_logits=torch.zeros_like(maps.iuv_logits))
+
+    monkeypatch.setattr(DDP, "dense_pose", zero_iuv)
+    forced = compute_losses(
+        model, images, targets, config, generator=torch.Generator().manual_seed(0)
+    )
+    assert forced["part"].item() == pytest.approx(math.log(NUM_PART_CLASSES))
+    assert forced["smooth"].item() == 0
+    for name in ("fcos_cls", "fcos_box", "fcos_ctr", "mask_ins", "mask_dp"):
+        assert torch.equal(forced[name], real[name]), name
 
 
 def test_loss_weights_scale_their_terms():

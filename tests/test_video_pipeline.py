@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.cli import main
 from model.config import tiny_config
-from model.predictor import Predictor
+from model.inference.predictor import Predictor
 from model.video import (
     VideoCancelled,
     VideoError,
@@ -22,6 +21,7 @@ from model.video import (
 from model.video.io import H264Writer, read_frames
 from model.video.pipeline import STAGES
 from model.video.render import VIRIDIS_BACKGROUND_RGB
+from service.cli import main
 
 FRAMES, HEIGHT, WIDTH, FPS = 6, 64, 80, 12.0
 

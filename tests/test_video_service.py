@@ -286,6 +286,20 @@ def test_raw_body_upload_is_accepted(
     assert client.delete(f"/densepose/video/{job_id}").status_code == 204
 
 
+def test_a_job_batches_frames_as_the_model_batches_requests(
+    client: TestClient, clip: bytes, blocking: BlockingPipeline
+) -> None:
+    response = post(client, clip)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    job = client.app.state.video_jobs.get(job_id)  # type: ignore[attr-defined]
+    reported = client.get("/v1/model").json()["batching"]["max_batch_size"]
+    assert job.options.batch_size == reported == 4  # the CPU default
+    assert client.delete(f"/densepose/video/{job_id}").status_code == 202
+    assert wait_for(client, job_id, finished)[-1]["state"] == "cancelled"
+    assert client.delete(f"/densepose/video/{job_id}").status_code == 204
+
+
 def test_a_failing_job_reports_why_and_keeps_no_files(
     client: TestClient, clip: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:

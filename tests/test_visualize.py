@@ -1,4 +1,4 @@
-"""Overlay, isocontours, IUV panels and PNG writing of ``model.visualize``."""
+"""Overlay, isocontours, IUV panels and PNG writing of ``model.outputs.visualize``."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from model.structures import DensePoseResult
-from model.visualize import (
+from model.outputs.visualize import (
     PART_PALETTE,
     draw_iuv_panels,
     draw_overlay,
     isocontours,
     write_png,
 )
+from model.structures import DensePoseResult
 
 HEIGHT, WIDTH = 24, 40
 BOX = (4, 6, 36, 20)

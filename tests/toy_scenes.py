@@ -348,7 +348,7 @@ def ground_truth_result(scene: ToyScene) -> DensePoseResult:
 
 
 def _main() -> None:
-    from model.visualize import draw_overlay, write_png
+    from model.outputs.visualize import draw_overlay, write_png
 
     parser = argparse.ArgumentParser(description="Write one toy scene as a PNG.")
     parser.add_argument("path")

@@ -9,12 +9,12 @@ import hashlib
 import os
 from pathlib import Path
 
-_CHECKOUT = Path(__file__).resolve().parent.parent.parent
+from model.paths import CHECKOUT
 
 
 def cache_dir() -> Path:
     """The project cache directory (created on first use)."""
-    path = Path(os.environ.get("DDP_CACHE_DIR", _CHECKOUT / ".cache"))
+    path = Path(os.environ.get("DDP_CACHE_DIR", CHECKOUT / ".cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

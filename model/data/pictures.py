@@ -17,7 +17,7 @@ from model.data.body import PHENOTYPES
 from model.data.labels import as_result
 from model.data.scene import Camera, Person, Renderer, Scene, SceneConfig, sample_scene
 from model.data.synth import load_renderer
-from model.visualize import draw_overlay, write_png
+from model.outputs.visualize import draw_overlay, write_png
 
 
 def chart_picture(renderer: Renderer, size: int = 512) -> np.ndarray:

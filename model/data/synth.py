@@ -9,8 +9,11 @@ Layout of the output directory::
     stats.json         counts, persons per image, foreground fraction, speed
 
 Every image is a pure function of (seed, image index) and every clip of (seed, clip index),
-whatever the number of workers. Workers are processes with one torch thread each (two
-threads per process are much slower than two processes on a small CPU).
+whatever the number of workers. A share ``negative_fraction`` of the stills has nobody in it
+(hard negatives: backdrop, distractors and camera effects only; no annotations). ``legacy``
+gives the configuration that renders the engine's original data. Workers are processes with
+one torch thread each (two threads per process are much slower than two processes on a small
+CPU); each decodes the photographs it uses once (``backgrounds.load_photo``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from model.data.scene import (
     sample_scene,
 )
 
-_IMAGE_STREAM, _CLIP_STREAM = 0, 1
+_IMAGE_STREAM, _CLIP_STREAM, _NEGATIVE_STREAM = 0, 1, 2
 _FPS = 10.0
 """Frame rate assumed for the motion of video clips."""
 
@@ -58,6 +61,21 @@ class SynthConfig:
     min_pixels: int = 100
     """People with fewer visible pixels are annotated ``iscrowd`` = 1 (ignored)."""
     jpeg_quality: int = 92
+    negative_fraction: float = 0.1
+    """Share of the stills rendered with nobody in them (drawn per image)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.negative_fraction <= 1.0:
+            raise ValueError(f"negative_fraction must be in [0, 1], got {self.negative_fraction}")
+
+
+def legacy(config: SynthConfig) -> SynthConfig:
+    """``config`` as the original engine rendered it: synthetic backdrops, original outfits
+    and light, no distractors, no camera effects, no person-free images."""
+    scene = dataclasses.replace(
+        config.scene, backgrounds=None, appearance=None, distractors=None, photometric=None
+    )
+    return dataclasses.replace(config, scene=scene, negative_fraction=0.0)
 
 
 @dataclass
@@ -144,7 +162,10 @@ def write_rendered(
 
 def _image_job(renderer: Renderer, out_dir: Path, config: SynthConfig, index: int) -> list[Written]:
     rng = _rng(config.seed, _IMAGE_STREAM, index)
-    scene = sample_scene(rng, config.scene, renderer.pose_space)
+    scene_config = config.scene
+    if _rng(config.seed, _NEGATIVE_STREAM, index).random() < config.negative_fraction:
+        scene_config = dataclasses.replace(scene_config, min_persons=0, max_persons=0)
+    scene = sample_scene(rng, scene_config, renderer.pose_space)
     rendered = renderer.render(scene, config.scene.height, config.scene.width)
     return [write_rendered(out_dir, f"{index:06d}", rendered, config, rng, {})]
 
@@ -219,14 +240,16 @@ def generate(
             written += result
             bar.update(len(result))
     seconds = time.monotonic() - start
-    dataset = _dataset_json(written)
+    dataset = dataset_json(written)
     (out / "annotations.json").write_text(json.dumps(dataset))
     stats = _stats(written, dataset, seconds, workers)
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
 
 
-def _dataset_json(written: list[Written]) -> dict[str, Any]:
+def dataset_json(written: list[Written]) -> dict[str, Any]:
+    """The DensePose-COCO JSON of written images: ids from 1 in order (images may have no
+    annotations)."""
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for image_id, item in enumerate(written, start=1):

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from model.data.loader import DensePoseCocoDataset
 from model.evaluation.evaluator import DensePoseEvaluator
 from model.evaluation.geodesic import load_body_geodesics
-from model.predictor import Predictor
+from model.inference.predictor import Predictor
 
 
 def annotations_file(data_dir: str | Path) -> Path:

@@ -8,7 +8,6 @@ source to the target in pixels: target(p + flow(p)) ≈ source(p), (dx, dy) per 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal, Protocol
 
 import cv2
@@ -66,21 +65,3 @@ class DISFlow:
                 flows[i],
             )
         return torch.from_numpy(flows).permute(0, 3, 1, 2).contiguous()  # [N, 2, H, W]
-
-
-def build_flow_estimator(
-    name: FlowName, *, raft_weights: Path | None = None, device: torch.device | str = "cpu"
-) -> FlowEstimator:
-    """``dis`` (CPU), or ``raft`` on ``device`` with its weights read from ``raft_weights``."""
-    if name == "dis":
-        return DISFlow()
-    if name == "raft":
-        if raft_weights is None:
-            raise ValueError(
-                "RAFT needs a weights file (raft_weights / --raft-weights): torchvision's "
-                "raft_small or raft_large state dict as .pth or .safetensors; none ships here"
-            )
-        from model.temporal.raft import RAFTFlow  # torchvision's RAFT only when asked for
-
-        return RAFTFlow(raft_weights, device=device)
-    raise ValueError(f"unknown flow estimator {name!r}; choose 'dis' or 'raft'")

@@ -2,7 +2,7 @@
 
 Coordinates: a position (x, y) is in **index units** of the grid it refers to, cell (i, j)
 (row i, column j) having its centre at x = j, y = i; the cell spans [j - 0.5, j + 0.5]. (In
-pixel-edge units the centre is at j + 0.5, the convention of ``model.postprocess``; both
+pixel-edge units the centre is at j + 0.5, the convention of ``model.inference.postprocess``; both
 describe the same point.) Every ``grid_sample`` here passes ``align_corners=False`` and maps a
 position p on a side of n cells to the normalised coordinate (2p + 1) / n - 1, so sampling at
 integer positions returns the cells' values exactly.

@@ -1,16 +1,13 @@
-"""Video: file I/O (``io``), the streamed dense-pose pipeline with temporal smoothing
-(``pipeline``), person tracking (``tracking``), visualisation frames (``render``), streamed NPZ
-(``npz``) and the inter-frame stability metrics of the paper's Table 4 (``stability``)."""
+"""Video: file I/O (``io``), the options (``options``), the streamed dense-pose pipeline with
+temporal smoothing (``pipeline``) and its per-frame results (``results``), person tracking
+(``tracking``), the output files (``writers``: streamed NPZ, ``npz``, and visualisation frames,
+``render``) and the inter-frame stability metrics of the paper's Table 4 (``stability``)."""
 
 from model.video.errors import VideoCancelled, VideoError
 from model.video.io import VideoInfo, probe
-from model.video.pipeline import (
-    FrameResult,
-    VideoOptions,
-    VideoOutputs,
-    iter_video,
-    process_video,
-)
+from model.video.options import VideoOptions
+from model.video.pipeline import VideoOutputs, iter_video, process_video
+from model.video.results import FrameResult
 
 __all__ = [
     "FrameResult",

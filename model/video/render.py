@@ -1,7 +1,7 @@
 """Frames of the two visualisation videos.
 
-* parts: ``model.visualize.draw_overlay`` over the frame (part colours, U/V isocontours, boxes
-  and scores);
+* parts: ``model.outputs.visualize.draw_overlay`` over the frame (part colours, U/V isocontours,
+  boxes and scores);
 * viridis: the fine segmentation alone, chart I scaled to ``round(I · 255 / 24)`` through
   OpenCV's VIRIDIS colour map, so the background (I = 0) is viridis(0) = RGB (68, 1, 84).
 """

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from model.encoding import JSON_FIELDS
 from service.decoding import MEDIA_TYPES as IMAGE_MEDIA_TYPES
 from service.decoding import decode_image
 from service.deps import ModelDep, StateDep
-from service.inference import select_persons
+from service.formats import DEFAULT_FORMAT, FORMATS, FormatName, negotiate
 from service.middleware import PERSONS_STATE_KEY
-from service.responses import MEDIA_TYPES, OutputFormat, encode_body, negotiate
-from service.uploads import read_upload
+from service.schemas import DensePoseResponse, JsonPart, ScoreThreshold, Timings
+from service.uploads import read_upload, request_body
 
 router = APIRouter(tags=["densepose"])
 
-JsonPart = Literal["mask", "iuv"]
-assert set(get_args(JsonPart)) == set(JSON_FIELDS)
+_FORMATS_DESCRIBED = "; ".join(
+    f"{name} ({output.media_type}): {output.description}" for name, output in FORMATS.items()
+)
 
 
 class DensePoseOptions(BaseModel):
@@ -29,66 +28,15 @@ class DensePoseOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    score_threshold: float | None = Field(
-        default=None,
-        ge=0.0,
-        le=1.0,
-        description="Drop persons scoring below this (default: the model's own threshold).",
-    )
+    score_threshold: ScoreThreshold = None
     max_persons: int = Field(default=100, ge=1, le=100, description="Return at most this many.")
     outputs: list[JsonPart] = Field(
         default=["mask", "iuv"], description="JSON only: which per-person PNGs to include."
     )
-    format: OutputFormat | None = Field(
-        default=None, description="json, npz or png (overlay); overrides the Accept header."
+    format: FormatName | None = Field(
+        default=None,
+        description=f"One of {', '.join(FORMATS)}; overrides the Accept header.",
     )
-
-
-class Person(BaseModel):
-    score: float
-    box_xyxy: list[float] = Field(description="x0, y0, x1, y1 in image pixels")
-    box_int: list[int] = Field(description="the integer crop the PNGs cover")
-    mask_png_base64: str | None = Field(default=None, description="0/255 mask PNG of the crop")
-    iuv_png_base64: str | None = Field(
-        default=None, description="IUV PNG of the crop, channels I, U·255, V·255"
-    )
-
-
-class Timings(BaseModel):
-    decode_s: float
-    queue_s: float
-    model_s: float = Field(description="duration of the whole batch this image ran in")
-    encode_s: float
-    batch_size: int
-
-
-class ImageSize(BaseModel):
-    height: int
-    width: int
-
-
-class DensePoseResponse(BaseModel):
-    model_id: str
-    image: ImageSize
-    persons: list[Person]
-    timings: Timings
-
-
-_REQUEST_BODY: dict[str, Any] = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-                "required": ["file"],
-            }
-        },
-        **{
-            media: {"schema": {"type": "string", "format": "binary"}} for media in IMAGE_MEDIA_TYPES
-        },
-    },
-}
 
 
 @router.post(
@@ -98,21 +46,19 @@ _REQUEST_BODY: dict[str, Any] = {
     responses={
         200: {
             "model": DensePoseResponse,
-            "content": {
-                MEDIA_TYPES["npz"]: {},
-                MEDIA_TYPES["png"]: {},
-            },
-            "description": "JSON (default), NPZ (boxes_xyxy, scores, masks, parts, u, v at "
-            "full image size) or the overlay PNG",
+            "content": {output.media_type: {} for output in FORMATS.values()},
+            "description": f"In the format the format option or else the Accept header "
+            f"chooses ({DEFAULT_FORMAT} by default). {_FORMATS_DESCRIBED}",
         },
         400: {"description": "empty, corrupt or truncated upload"},
+        406: {"description": "the Accept header names no type this endpoint produces"},
         413: {"description": "upload over the byte limit or image over the pixel limit"},
         415: {"description": "not a JPEG, PNG, WebP or BMP image"},
         422: {"description": "invalid query options"},
         503: {"description": "queue full (Retry-After), shutting down, or not ready"},
         504: {"description": "no result within the request timeout"},
     },
-    openapi_extra={"requestBody": _REQUEST_BODY},
+    openapi_extra={"requestBody": request_body(IMAGE_MEDIA_TYPES.values())},
 )
 async def densepose(
     request: Request,
@@ -127,14 +73,14 @@ async def densepose(
     decode_s = time.perf_counter() - start
 
     batched = await state.predict(image, request)
-    result = select_persons(
-        batched.value, score_threshold=options.score_threshold, max_persons=options.max_persons
+    result = batched.value.best(
+        score_threshold=options.score_threshold, max_persons=options.max_persons
     )
     setattr(request.state, PERSONS_STATE_KEY, len(result))
     state.metrics.persons.observe(len(result))
 
     start = time.perf_counter()
-    body = await state.run_cpu(encode_body, result, image, output, include=options.outputs)
+    encoded = await state.run_cpu(output.encode, result, image, options.outputs)
     timings = Timings(
         decode_s=decode_s,
         queue_s=batched.queue_s,
@@ -149,12 +95,5 @@ async def densepose(
             for name in ("decode", "queue", "model", "encode")
         ),
     }
-    if isinstance(body, bytes):
-        return Response(body, media_type=MEDIA_TYPES[output], headers=headers)
-    payload = {
-        "model_id": model.info.model_id,
-        "image": {"height": body["height"], "width": body["width"]},
-        "persons": body["persons"],
-        "timings": timings.model_dump(),
-    }
-    return Response(json.dumps(payload), media_type=MEDIA_TYPES["json"], headers=headers)
+    body = output.body(encoded, model.info.model_id, timings)
+    return Response(body, media_type=output.media_type, headers=headers)

@@ -9,7 +9,6 @@ from typing import Any
 from fastapi import APIRouter
 
 from service.deps import ModelDep, StateDep
-from service.inference import batch_size_for, queue_size_for
 
 router = APIRouter(tags=["model"])
 
@@ -20,13 +19,7 @@ router = APIRouter(tags=["model"])
 async def model_info(model: ModelDep, state: StateDep) -> dict[str, Any]:
     settings = state.settings
     return dataclasses.asdict(model.info) | {
-        "batching": {
-            "max_batch_size": batch_size_for(settings, model.predictor.device),
-            "max_wait_ms": settings.max_wait_ms,
-            "batch_mode": settings.batch_mode,
-            "queue_size": queue_size_for(settings, model.predictor.device),
-            "request_timeout_s": settings.request_timeout_s,
-        },
+        "batching": dataclasses.asdict(model.policy),
         "limits": {
             "max_upload_bytes": settings.max_upload_bytes,
             "max_image_pixels": settings.max_image_pixels,

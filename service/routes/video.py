@@ -8,17 +8,18 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.temporal import FlowName
 from model.video import VideoOptions
-from service.deps import ModelDep, StateDep
+from service.deps import ModelDep, StateDep, VideoJobsDep
 from service.errors import ServiceError
-from service.inference import batch_size_for
-from service.responses import MEDIA_TYPES
+from service.formats import FORMATS
+from service.schemas import ScoreThreshold
 from service.settings import Settings
+from service.uploads import request_body
 from service.video_jobs import JobState, VideoJob, VideoJobs
 from service.video_uploads import RAW_MEDIA_TYPES, check_video, save_upload
 
@@ -28,18 +29,10 @@ _DEFAULTS = VideoOptions()
 _STATUS_ROUTE = "video_job_status"
 ResultKind = Literal["npz", "parts_mp4", "viridis_mp4"]
 _RESULT_MEDIA_TYPES: dict[ResultKind, str] = {
-    "npz": MEDIA_TYPES["npz"],
+    "npz": FORMATS["npz"].media_type,
     "parts_mp4": "video/mp4",
     "viridis_mp4": "video/mp4",
 }
-
-
-def get_video_jobs(request: Request) -> VideoJobs:
-    jobs: VideoJobs = request.app.state.video_jobs
-    return jobs
-
-
-VideoJobsDep = Annotated[VideoJobs, Depends(get_video_jobs)]
 
 
 class VideoJobOptions(BaseModel):
@@ -60,12 +53,7 @@ class VideoJobOptions(BaseModel):
     radius: int = Field(
         default=_DEFAULTS.radius, ge=1, le=8, description="Smoothing window: frames each side."
     )
-    score_threshold: float = Field(
-        default=_DEFAULTS.score_threshold,
-        ge=0.0,
-        le=1.0,
-        description="Drop persons scoring below this.",
-    )
+    score_threshold: ScoreThreshold = _DEFAULTS.score_threshold
 
     @classmethod
     def of(cls, options: VideoOptions) -> VideoJobOptions:
@@ -184,19 +172,6 @@ def _status(job: VideoJob, request: Request) -> VideoJobStatus:
     )
 
 
-_REQUEST_BODY: dict[str, Any] = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-                "required": ["file"],
-            }
-        },
-        **{media: {"schema": {"type": "string", "format": "binary"}} for media in RAW_MEDIA_TYPES},
-    },
-}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such job (never created, deleted or expired)"}
 }
@@ -215,7 +190,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
         429: {"description": "as many jobs running and waiting as allowed (Retry-After)"},
         503: {"description": "not ready, or shutting down"},
     },
-    openapi_extra={"requestBody": _REQUEST_BODY},
+    openapi_extra={"requestBody": request_body(RAW_MEDIA_TYPES)},
 )
 async def submit_video_job(
     request: Request,
@@ -226,8 +201,7 @@ async def submit_video_job(
     jobs: VideoJobsDep,
 ) -> VideoJobAccepted:
     settings = state.settings
-    batch_size = batch_size_for(settings, model.predictor.device)
-    video_options = options.to_video_options(settings, batch_size=batch_size)
+    video_options = options.to_video_options(settings, batch_size=model.policy.max_batch_size)
     with jobs.staging() as directory:
         upload = directory / "upload"
         await save_upload(request, upload, max_bytes=settings.video_max_bytes)
@@ -316,7 +290,7 @@ async def video_npz(job_id: str, jobs: VideoJobsDep) -> FileResponse:
     name="video_parts_mp4",
     summary="Overlay video of a done job: part colours and U/V contours over the frames",
     response_class=FileResponse,
-    responses={200: {"content": {"video/mp4": {}}}, **_RESULT_RESPONSES},
+    responses={200: {"content": {_RESULT_MEDIA_TYPES["parts_mp4"]: {}}}, **_RESULT_RESPONSES},
 )
 async def video_parts_mp4(job_id: str, jobs: VideoJobsDep) -> FileResponse:
     return _result_file(jobs, job_id, "parts_mp4")
@@ -327,7 +301,7 @@ async def video_parts_mp4(job_id: str, jobs: VideoJobsDep) -> FileResponse:
     name="video_viridis_mp4",
     summary="Part label map of a done job in the viridis colours (MP4)",
     response_class=FileResponse,
-    responses={200: {"content": {"video/mp4": {}}}, **_RESULT_RESPONSES},
+    responses={200: {"content": {_RESULT_MEDIA_TYPES["viridis_mp4"]: {}}}, **_RESULT_RESPONSES},
 )
 async def video_viridis_mp4(job_id: str, jobs: VideoJobsDep) -> FileResponse:
     return _result_file(jobs, job_id, "viridis_mp4")

@@ -1,0 +1,72 @@
+"""What a training run and the recipe's rendered data are: the one home of their defaults.
+
+Free of torch, so the command line reads its defaults from here without loading the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from model.data.cache import cache_dir
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """One training run; ``steps`` is the length of the LR schedule, not of this session."""
+
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 0.01
+    warmup_steps: int = 150
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 3
+    workers: int = 2
+    seed: int = 0
+    clip_grad_norm: float | None = 10.0
+    """Max global gradient norm (None: no clipping)."""
+    init_weights: Path | None = None
+    """Start from these weights (a checkpoint of the same network) instead of ImageNet's: a
+    second training stage, e.g. on the ``world`` engine after the ``plain`` one."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.warmup_steps < 0 or self.workers < 0:
+            raise ValueError(f"need lr > 0, warmup_steps >= 0, workers >= 0; got {self}")
+
+
+DataEngine = Literal["plain", "world"]
+"""``plain``: the original engine (synthetic backdrops, no distractors, camera effects or
+person-free images); ``world``: domain-randomised, on real person-free photographs
+(``model.data.photos``' training pool), with occluders, camera effects and hard negatives."""
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """The synthetic sets the recipe renders (sizes match the default input config).
+
+    Three disjoint sets, by seed: training (``seed``, ``engine``), the held-out set the recipe
+    reports (``seed + 1``, always ``plain``: the same 200 images every recipe is scored on),
+    and a validation set (``seed + 2``, ``engine``) on which the detection threshold and mask
+    NMS are chosen (``model.training.calibrate``).
+    """
+
+    train_images: int = 4000
+    val_images: int = 200
+    """Held-out images (seed + 1)."""
+    calibration_images: int = 100
+    """Validation images (seed + 2) for choosing detection settings; 0: keep the config's."""
+    seed: int = 0
+    height: int = 384
+    width: int = 512
+    engine: DataEngine = "world"
+    workers: int = 2
+    data_root: Path | None = None
+    """Where rendered sets are cached; None: ``<cache>/datasets``."""
+
+    def directory(self, split: str, images: int, seed: int, engine: DataEngine) -> Path:
+        root = self.data_root if self.data_root is not None else cache_dir() / "datasets"
+        return root / f"{split}-{engine}-seed{seed}-n{images}-{self.height}x{self.width}"

@@ -1,0 +1,82 @@
+"""The JSON answer of ``POST /densepose``: its pydantic models, which the OpenAPI schema
+documents and which are filled straight from a ``DensePoseResult`` (the one home of the
+answer's shape), and the query option both dense pose routes share."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from model.outputs.encoding import encode_iuv_png, encode_mask_png, to_base64
+from model.structures import DensePoseResult
+
+JsonPart = Literal["mask", "iuv"]
+"""What a person of the JSON answer may carry besides its score and boxes."""
+ScoreThreshold = Annotated[
+    float | None,
+    Field(
+        ge=0.0,
+        le=1.0,
+        description="Drop persons scoring below this (default: the model's own threshold).",
+    ),
+]
+
+
+class Person(BaseModel):
+    score: float
+    box_xyxy: list[float] = Field(description="x0, y0, x1, y1 in image pixels")
+    box_int: list[int] = Field(description="the integer crop the PNGs cover")
+    mask_png_base64: str | None = Field(default=None, description="0/255 mask PNG of the crop")
+    iuv_png_base64: str | None = Field(
+        default=None, description="IUV PNG of the crop, channels I, U·255, V·255"
+    )
+
+
+class Timings(BaseModel):
+    decode_s: float
+    queue_s: float
+    model_s: float = Field(description="duration of the whole batch this image ran in")
+    encode_s: float
+    batch_size: int
+
+
+class ImageSize(BaseModel):
+    height: int
+    width: int
+
+
+class DensePoseResponse(BaseModel):
+    model_id: str
+    image: ImageSize
+    persons: list[Person]
+    timings: Timings
+
+    def to_json(self) -> bytes:
+        """The answer as sent: a person's PNGs not asked for are absent, not null."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+def persons_of(result: DensePoseResult, *, parts: Collection[JsonPart]) -> list[Person]:
+    """The result's persons, in its order, each with the PNGs of ``parts`` (mask: the 0/255
+    mask PNG of its crop; iuv: the Detectron IUV PNG of its crop)."""
+    persons = []
+    for i, (x0, y0, x1, y1) in enumerate(result.integer_boxes().tolist()):
+        mask_png = encode_mask_png(result.masks[i, y0:y1, x0:x1].cpu()) if "mask" in parts else None
+        iuv_png = encode_iuv_png(result.parts[i], result.uv[i]) if "iuv" in parts else None
+        persons.append(
+            Person(
+                score=float(result.scores[i]),
+                box_xyxy=[float(c) for c in result.boxes_xyxy[i]],
+                box_int=[x0, y0, x1, y1],
+                mask_png_base64=None if mask_png is None else to_base64(mask_png),
+                iuv_png_base64=None if iuv_png is None else to_base64(iuv_png),
+            )
+        )
+    return persons
+
+
+def image_size_of(result: DensePoseResult) -> ImageSize:
+    height, width = result.masks.shape[-2:]
+    return ImageSize(height=int(height), width=int(width))
