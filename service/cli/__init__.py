@@ -182,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--height", type=int, default=default_of(DataSettings, "height"))
     d.add_argument("--width", type=int, default=default_of(DataSettings, "width"))
     d.add_argument("--workers", type=int, default=2, help="processes (one torch thread each)")
+    d.add_argument(
+        "--photos", help="directory of person-free photos: backgrounds, textures, hard negatives"
+    )
+    d.add_argument(
+        "--plain", action="store_true", help="the original engine (no photos, effects, negatives)"
+    )
 
     t = command("train", "train a network on a DensePose-COCO directory")
     t.add_argument("--data", required=True, help="directory with annotations.json (ddp synth)")
