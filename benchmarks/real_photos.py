@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.common import configure_torch, describe, environment, markdown_table
 from model.config import get_config
-from model.data.photos import PhotoEntry, available, install_commands, load_manifest
+from model.data.photos import PhotoEntry, load_manifest, missing_photos_message
 from model.evaluation.photos import evaluate_photos
 from model.inference.predictor import Predictor
 from model.outputs.visualize import draw_overlay, write_png
@@ -90,12 +90,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     configure_torch(args.threads)
     photos = load_manifest().photos
-    missing = [entry for entry in photos if not available(entry)]
-    if missing:
-        raise SystemExit(
-            "error: photos missing: " + ", ".join(e.id for e in missing) + "\n"
-            + "\n".join(install_commands(missing))
-        )
+    missing = missing_photos_message(photos)
+    if missing is not None:
+        raise SystemExit(f"error: {missing}")
     overlays = args.out / args.stem if args.out else None
 
     def draw(entry: PhotoEntry, image: np.ndarray, result: DensePoseResult) -> None:
@@ -119,9 +116,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ),
         "network": f"untrained {args.untrained}" if args.untrained else str(args.weights),
         "score_threshold": threshold,
-        **evaluate_photos(
-            predictor, photos, score_threshold=args.score_threshold, on_photo=draw
-        ),
+        **evaluate_photos(predictor, photos, score_threshold=args.score_threshold, on_photo=draw),
     }
     report["environment"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     if args.out:

@@ -13,14 +13,28 @@ _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def select_device(name: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` if available else ``cpu``; an explicit CUDA device must exist."""
+    """``auto`` -> ``cuda`` if available else ``cpu``; an explicit CUDA device must exist.
+
+    Raises:
+        ValueError: not ``auto``, ``cpu`` or ``cuda[:N]``, or a CUDA device that is not there.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    if device.type not in ("cpu", "cuda"):
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device {name!r}: use auto, cpu or cuda[:N]")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {name!r} requested but CUDA is not available "
+            f"(torch {torch.__version__}): use cpu or auto"
+        )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+        )
     return device
 
 

@@ -1,5 +1,6 @@
 """The app factory: ``create_app(settings)``; ``uvicorn --factory service.app:create_app``
-reads the settings from the environment."""
+reads the settings from the environment. Its API documentation (``/docs``, ``/redoc``) is
+served from the assets of an installed package (``fastapi-offline``), never from a CDN."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
@@ -32,11 +35,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await video_jobs.stop(drain_timeout_s=state.settings.drain_timeout_s)
             await state.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="DDP dense pose service",
         summary="Direct Dense Pose: I, U, V and an instance mask per person, batched.",
         version="0.1.0",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.service = state
     app.state.video_jobs = video_jobs
@@ -45,3 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (densepose, video, health, model_info, metrics):
         app.include_router(module.router)
     return app
+
+
+def operation_id(route: APIRoute) -> str:
+    """The OpenAPI operation id of a route: its name in camelCase (``submit_video_job`` ->
+    ``submitVideoJob``), which generated clients turn into their function names."""
+    first, *rest = route.name.split("_")
+    return first + "".join(word.capitalize() for word in rest)

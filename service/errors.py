@@ -1,17 +1,40 @@
-"""Errors as JSON: ``{"error": {"code": ..., "message": ...}}`` with the right HTTP status."""
+"""Errors as JSON: ``{"error": {"code": ..., "message": ...}}`` with the right HTTP status;
+the model of that body, which the routes' OpenAPI ``responses`` document (``error_responses``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from service.batching import Rejected
 
 _REJECTED_STATUS = {"queue_full": 503, "shutting_down": 503, "deadline": 504}
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="stable and machine-readable, e.g. queue_full, corrupt_image")
+    message: str = Field(description="for people: what was wrong, and what was expected")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorInfo
+
+
+def error_responses(descriptions: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI ``responses`` for its error statuses (status -> when it answers it),
+    each with the ``ErrorResponse`` body."""
+    return {
+        status: {"model": ErrorResponse, "description": description}
+        for status, description in descriptions.items()
+    }
 
 
 class ServiceError(Exception):
@@ -35,9 +58,8 @@ class ServiceError(Exception):
 def error_response(
     status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    body = ErrorResponse(error=ErrorInfo(code=code, message=message))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 async def _service_error(_: Request, error: Exception) -> JSONResponse:

@@ -87,7 +87,8 @@ FORMATS: dict[str, OutputFormat[Any]] = {
     ),
     "npz": OutputFormat(
         media_type="application/x-npz",
-        description="boxes_xyxy, scores, masks, parts, u, v at full image size",
+        description="the image as a one-frame clip (docs/outputs.md): parts, u, v and "
+        "instances maps, person_* table",
         encode=_encode_npz,
         body=_as_encoded,
     ),

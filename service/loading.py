@@ -3,17 +3,18 @@ and what identifies it (``ModelInfo``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from model.checkpoint import file_sha256
-from model.config import get_config
+from model.config import DDPConfig, get_config
 from model.inference.predictor import Predictor
 from model.network.sparse import resolve_backend
+from model.runtimes.selection import load_runtime
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -21,18 +22,24 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What ``/v1/model`` and the ``ddp_model`` metric report."""
+    """What ``/v1/model`` (``routes.model_info.ServedModel``) and the ``ddp_model`` metric
+    report."""
 
     model_id: str
     """``<config name>@<first 12 hex digits of the weights' sha256>`` or ``<name>@untrained``."""
-    config: dict[str, Any]
-    weights_path: str | None
+    config: DDPConfig
+    weights_name: str | None
+    """The weights file's name (never its path on the server); None for an untrained network."""
     weights_sha256: str | None
     device: str
     precision: str
     sparse_backend: str
     torch_version: str
     torch_threads: int
+    runtime: str
+    """What runs the network (``Settings.runtime``): torch, onnxruntime or openvino."""
+    runtime_detail: str
+    """Its version and what it runs on, e.g. ``onnxruntime 1.32.0 (CPUExecutionProvider)``."""
 
 
 def check_weights(settings: Settings) -> None:
@@ -74,16 +81,21 @@ def load_predictor(settings: Settings) -> tuple[Predictor, ModelInfo]:
         )
         sha256 = None
         model_id = f"{predictor.config.name}@untrained"
+    runtime = load_runtime(settings.runtime, predictor)
+    predictor = dataclasses.replace(predictor, runtime=runtime)
+    logger.info("runtime: %s", runtime.description)
     info = ModelInfo(
         model_id=model_id,
-        config=predictor.config.to_dict(),
-        weights_path=str(weights) if sha256 else None,
+        config=predictor.config,
+        weights_name=weights.name if sha256 else None,
         weights_sha256=sha256,
         device=str(predictor.device),
         precision=predictor.precision,
         sparse_backend=resolve_backend(predictor.config.iuv.sparse_backend, predictor.device),
         torch_version=torch.__version__,
         torch_threads=torch.get_num_threads(),
+        runtime=runtime.name,
+        runtime_detail=runtime.description,
     )
     return predictor, info
 

@@ -1,4 +1,6 @@
-"""Prometheus metrics of one app, in its own registry (two apps in a process never collide).
+"""Prometheus metrics of one app, in its own registry (two apps in a process never collide),
+with the standard ``process_*``, ``python_info`` and ``python_gc_*`` series that
+prometheus_client's default registry would have had.
 
 Labels stay low-cardinality: endpoint = route template, persons = one of ``PERSON_BUCKETS``,
 status = status class, batch size <= ``max_batch_size``, reason = a fixed set of codes,
@@ -13,8 +15,11 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
     Info,
+    PlatformCollector,
+    ProcessCollector,
 )
 
 PERSON_BUCKETS = ((0, "0"), (1, "1"), (2, "2"), (4, "3-4"), (8, "5-8"), (16, "9-16"))
@@ -39,6 +44,9 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.request_latency = Histogram(
             "ddp_request_duration_seconds",
             "Time from request arrival to response, by endpoint and persons found.",

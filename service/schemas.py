@@ -30,7 +30,7 @@ class Person(BaseModel):
     box_int: list[int] = Field(description="the integer crop the PNGs cover")
     mask_png_base64: str | None = Field(default=None, description="0/255 mask PNG of the crop")
     iuv_png_base64: str | None = Field(
-        default=None, description="IUV PNG of the crop, channels I, U·255, V·255"
+        default=None, description="IUV PNG of the crop: blue = I, green = U·255, red = V·255"
     )
 
 

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from model.config import get_config
 from model.device import Precision
 from model.paths import DEFAULT_WEIGHTS
+from model.runtimes.names import RuntimeName
 
 BatchMode = Literal["group", "pad"]
 """How a collected batch is split into forward passes: ``group`` one pass per image shape,
@@ -38,6 +39,10 @@ class Settings(BaseSettings):
     device: str = "auto"
     """``auto`` (CUDA when present, else the CPU), ``cpu`` or ``cuda[:N]``."""
     precision: Precision = "fp32"
+    runtime: RuntimeName = "torch"
+    """What runs the network: ``torch`` (eager PyTorch), ``onnxruntime`` or ``openvino`` (its
+    export, written to the export cache ``$DDP_CACHE_DIR/exports`` on the first start and read
+    back after: docs/export.md). ``/v1/model`` says which runs."""
     torch_threads: int | None = Field(default=None, ge=1)
     """Intra-op threads of torch on the CPU (None: torch's default)."""
 

@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from model.video import VideoError, VideoInfo, probe
+from model.video.io import CONTAINERS, container_of
 from service.errors import ServiceError
 from service.uploads import MULTIPART_OVERHEAD_BYTES, file_part, limited, upload_kind
 
@@ -27,9 +28,6 @@ RAW_MEDIA_TYPES = (
     "video/avi",
 )
 """Content types a raw (non-multipart) upload may declare; the bytes decide the container."""
-CONTAINERS = ("mp4", "mov", "webm", "avi")
-_QUICKTIME_ATOMS = (b"moov", b"mdat", b"wide", b"free", b"skip")
-"""First atoms of QuickTime files written without an ``ftyp`` atom."""
 _CHUNK_BYTES = 1024 * 1024
 
 
@@ -72,19 +70,6 @@ async def _write(chunks: AsyncIterator[bytes], path: Path, *, max_bytes: int) ->
             size += len(chunk)
             await asyncio.to_thread(file.write, chunk)
     return size
-
-
-def container_of(head: bytes) -> str | None:
-    """``mp4``, ``mov``, ``webm`` (also Matroska) or ``avi`` from a file's first 12 bytes."""
-    if head[4:8] == b"ftyp":
-        return "mov" if head[8:12] == b"qt  " else "mp4"
-    if head[4:8] in _QUICKTIME_ATOMS:
-        return "mov"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "webm"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "avi"
-    return None
 
 
 def check_video(

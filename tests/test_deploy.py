@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from referencing import Registry, Resource
 
 from service.app import create_app
+from service.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_SIZE
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 
@@ -44,7 +45,8 @@ K8S = DOCKER / "k8s"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERIGNORE = ROOT / ".dockerignore"
-DDP_SERVICES = ("ddp", "ddp-gpu")  # compose services running the DDP image
+DDP_SERVICE_DEVICES = {"ddp": "cpu", "ddp-gpu": "cuda"}  # compose services of the DDP image
+DDP_SERVICES = tuple(DDP_SERVICE_DEVICES)
 DOCKERFILES = {"cpu": DOCKER / "Dockerfile.cpu", "cuda": DOCKER / "Dockerfile.cuda"}
 PROMETHEUS_CONFIG = DOCKER / "prometheus" / "prometheus.yml"
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "ddp.json"
@@ -62,6 +64,14 @@ CRD_SCHEMAS = {
 }
 # Labels Prometheus adds to every scraped series, and the histogram bucket label.
 SCRAPE_LABELS = {"job", "instance", "le"}
+# Series names of the service's registry: its own, and those of the standard collectors.
+METRIC_NAME = r"\b(?:ddp|process|python)_[a-z0-9_]+"
+# Kubernetes quantity suffixes (binary and decimal) in bytes.
+QUANTITY_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+QUANTITY_UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+TMP_HEADROOM_BYTES = 2**30
+"""What the k8s /tmp holds besides the video clips: finished jobs' results (kept for
+DDP_VIDEO_JOB_TTL_S) and temp files (docker/k8s/deployment.yaml)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,10 +176,15 @@ def exported_series() -> dict[str, frozenset[str] | None]:
     """Series name -> label names of everything /metrics exports (None: labels set at run time).
 
     From the metric objects of ``ServiceMetrics``, with the suffixes the Prometheus text format
-    adds per type.
+    adds per type, and the samples its registry's standard collectors (process, platform, GC)
+    produce now.
     """
     metrics = ServiceMetrics()
     series: dict[str, frozenset[str] | None] = {}
+    for family in metrics.registry.collect():
+        if not family.name.startswith("ddp_"):
+            for sample in family.samples:
+                series.setdefault(sample.name, frozenset(sample.labels))
     for metric in vars(metrics).values():
         if not isinstance(metric, MetricWrapperBase):
             continue
@@ -185,6 +200,11 @@ def exported_series() -> dict[str, frozenset[str] | None]:
         for suffix in suffixes:
             series[name + suffix] = None if kind == "info" else labels
     return series
+
+
+def dashboard_variables() -> dict[str, dict[str, Any]]:
+    """The dashboard's template variables by name."""
+    return {v["name"]: v for v in json.loads(DASHBOARD.read_text())["templating"]["list"]}
 
 
 def ddp_scrape_job() -> dict[str, Any]:
@@ -294,13 +314,18 @@ def test_compose_paths_exist_and_agree() -> None:
     assert Path(home).parent.as_posix() == provider["options"]["path"]
     assert (DASHBOARD.parent / Path(home).name).is_file()
 
-    # The dashboard's datasource is the provisioned one.
+    # Every panel reads the dashboard's datasource variable, which defaults to the provisioned
+    # datasource.
     (datasource,) = [d for f in DATASOURCES.glob("*.yml") for d in load_yaml(f)["datasources"]]
     assert datasource["type"] == "prometheus"
     assert datasource["url"] == "http://prometheus:9090"
+    variable = dashboard_variables()["datasource"]
+    assert variable["type"] == "datasource"
+    assert variable["query"] == datasource["type"]
+    assert variable["current"]["value"] == datasource["uid"]
     for panel in json.loads(DASHBOARD.read_text())["panels"]:
         for source in [panel["datasource"], *(t["datasource"] for t in panel["targets"])]:
-            assert source == {"type": "prometheus", "uid": datasource["uid"]}, panel["title"]
+            assert source == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
 
 
 def test_compose_healthchecks_and_dependencies() -> None:
@@ -500,6 +525,76 @@ def test_shutdown_fits_in_the_grace_periods() -> None:
             assert int(grace[1]) > 2 * float(env["DDP_DRAIN_TIMEOUT_S"]), name
 
 
+def quantity_bytes(quantity: str) -> int:
+    """Bytes of a Kubernetes quantity such as ``3Gi`` or ``500M``."""
+    match = re.fullmatch(r"(\d+)([kMGT]i?)?", quantity)
+    assert match, f"not a quantity this test reads: {quantity}"
+    return int(match[1]) * QUANTITY_UNITS[match[2] or ""]
+
+
+def deployment_settings() -> Settings:
+    """The settings a pod of the Deployment runs with: its environment over the defaults."""
+    (container,) = k8s_kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    return Settings(
+        **{e["name"].removeprefix("DDP_").lower(): e["value"] for e in container["env"]}
+    )
+
+
+def tmp_bytes_needed(settings: Settings) -> int:
+    """The formula of docker/k8s/deployment.yaml: every clip the video jobs may hold (one per
+    running or queued job, plus a multipart upload's spooled copy while it is received) and
+    room for finished jobs' results and temp files."""
+    clips = settings.video_max_running + settings.video_max_queued + 1
+    return clips * settings.video_max_bytes + TMP_HEADROOM_BYTES
+
+
+def test_tmp_volume_holds_the_video_jobs_the_settings_allow() -> None:
+    settings = deployment_settings()
+    assert settings.video_jobs_root is None, "the formula assumes the jobs live in /tmp"
+    pod = k8s_kind("Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volume_at = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    size = quantity_bytes(volumes[volume_at["/tmp"]]["emptyDir"]["sizeLimit"])
+    assert size >= tmp_bytes_needed(settings)
+    # The former 1Gi fails it: one running and eight queued 200 MiB uploads alone are 1.8 GiB.
+    assert quantity_bytes("1Gi") < tmp_bytes_needed(settings)
+
+    # The scheduler places the pod where its emptyDirs fit.
+    scratch = sum(quantity_bytes(v["emptyDir"]["sizeLimit"]) for v in volumes.values())
+    requested = container["resources"]["requests"]["ephemeral-storage"]
+    assert quantity_bytes(requested) >= scratch
+
+
+def test_quantity_bytes_reads_binary_and_decimal_units() -> None:
+    assert quantity_bytes("3Gi") == 3 * 2**30
+    assert quantity_bytes("500M") == 500 * 10**6
+    assert quantity_bytes("4096") == 4096
+    with pytest.raises(AssertionError, match="not a quantity"):
+        quantity_bytes("1.5Gi")
+
+
+def test_batching_is_left_at_the_measured_device_defaults() -> None:
+    """DDP_QUEUE_SIZE and DDP_MAX_BATCH_SIZE, where set, equal the device's default
+    (service/batching.py): on the CPU a queue of 64 meant a p99 of 24.7 s under overload, 16
+    gives 5.7 s (docs/benchmarks/overload.md)."""
+    environments: dict[str, tuple[str, dict[str, str]]] = {}
+    compose = load_yaml(COMPOSE_FILE)["services"]
+    for name, device in DDP_SERVICE_DEVICES.items():
+        pairs = [e.split("=", 1) for e in compose[name].get("environment", []) if "=" in e]
+        environments[f"compose {name}"] = (device, dict(pairs))
+    (container,) = k8s_kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    k8s_env = {e["name"]: e["value"] for e in container["env"]}
+    environments["k8s"] = (k8s_env["DDP_DEVICE"], k8s_env)
+    for variant, path in DOCKERFILES.items():
+        environments[variant] = (variant, dockerfile(path).envs)
+    defaults = {"DDP_QUEUE_SIZE": DEFAULT_QUEUE_SIZE, "DDP_MAX_BATCH_SIZE": DEFAULT_MAX_BATCH_SIZE}
+    for where, (device, env) in environments.items():
+        for variable, default in defaults.items():
+            value = int(env.get(variable, default[device]))
+            assert value == default[device], f"{where}: {variable}={value}, not {default[device]}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Dockerfiles
 
@@ -550,13 +645,27 @@ def test_dockerfile_structure(variant: str) -> None:
 
 
 @pytest.mark.parametrize("variant", sorted(DOCKERFILES))
-def test_dockerfile_torch_pins_match_pyproject(variant: str) -> None:
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    args = dict(
-        a.split("=", 1) for k, a in dockerfile_instructions(DOCKERFILES[variant]) if k == "ARG"
-    )
-    for package, arg in (("torch", "TORCH_VERSION"), ("torchvision", "TORCHVISION_VERSION")):
-        assert f'"{package}=={args[arg]}"' in pyproject, f"{variant}: {package} {args[arg]}"
+def test_dockerfile_installs_the_pinned_versions(variant: str) -> None:
+    """Every ``pip install`` passes constraints.txt, copied in before it; no torch version of
+    the Dockerfile's own repeats (or contradicts) the constraints file."""
+    instructions = dockerfile_instructions(DOCKERFILES[variant])
+    (copied_at,) = [
+        i
+        for i, (keyword, arguments) in enumerate(instructions)
+        if keyword == "COPY" and "constraints.txt" in shlex.split(arguments)[:-1]
+    ]
+    installs = [
+        (i, " ".join(command.split()))
+        for i, (keyword, arguments) in enumerate(instructions)
+        if keyword == "RUN"
+        for command in arguments.split("&&")
+        if "pip install" in command
+    ]
+    assert len(installs) >= 2, "torch, then the project"
+    for i, command in installs:
+        assert "--constraint constraints.txt" in command, command
+        assert i > copied_at, f"{command}: before constraints.txt is copied"
+    assert not re.search(r"\btorch(vision)?==", DOCKERFILES[variant].read_text())
 
 
 def test_copy_sources_exist_and_reach_the_build_context() -> None:
@@ -681,27 +790,40 @@ def test_probe_and_scrape_paths_are_routes_of_the_app() -> None:
     assert paths["ServiceMonitor"] == paths["prometheus.yml"] == "/metrics"
 
 
-def promql_expressions() -> dict[str, str]:
-    """Every PromQL expression of the dashboard and the autoscaler, by where it is."""
+def dashboard_expressions() -> dict[str, str]:
+    """Every PromQL expression of the dashboard, by panel title and refId."""
     exprs = {}
     for panel in json.loads(DASHBOARD.read_text())["panels"]:
         for target in panel["targets"]:
             exprs[f"dashboard {panel['title']!r} {target['refId']}"] = target["expr"]
+    return exprs
+
+
+def promql_expressions() -> dict[str, str]:
+    """Every PromQL expression of the dashboard and the autoscaler, by where it is."""
+    exprs = dashboard_expressions()
     for i, trigger in enumerate(k8s_kind("ScaledObject")["spec"]["triggers"]):
         exprs[f"ScaledObject trigger {i}"] = trigger["metadata"]["query"]
     return exprs
+
+
+def concrete(expr: str) -> str:
+    """A dashboard expression with Grafana's variables replaced as Grafana would: intervals
+    by 5m, the instance variable by its "All" value."""
+    expr = re.sub(r"\$__(rate_interval|range)", "5m", expr)
+    return expr.replace("$instance", dashboard_variables()["instance"]["allValue"])
 
 
 def test_metric_names_and_labels_exist() -> None:
     series = exported_series()
     routes = app_routes()
     for where, expr in promql_expressions().items():
-        names = set(re.findall(r"\bddp_[a-z0-9_]+", expr))
+        names = set(re.findall(METRIC_NAME, expr))
         assert names <= series.keys(), f"{where}: unknown {sorted(names - series.keys())}"
         known = set(SCRAPE_LABELS)
         for name in names:
             known |= series[name] or set()
-        for name, matchers in re.findall(r"\b(ddp_[a-z0-9_]+)\{([^}]*)\}", expr):
+        for name, matchers in re.findall(rf"({METRIC_NAME})\{{([^}}]*)\}}", expr):
             for label, value in re.findall(r'(\w+)\s*(?:=~|!~|!=|=)\s*"([^"]*)"', matchers):
                 assert series[name] is None or label in known, f"{where}: {name} has no {label}"
                 if label == "endpoint":
@@ -726,16 +848,13 @@ def test_dashboard_covers_the_service() -> None:
             r"\((rate|increase)\(ddp_request_duration_seconds_bucket"
         )
         assert re.search(pattern, text), f"latency p{quantile} by persons"
-    for needed in (
-        "ddp_requests_total",
-        'ddp_requests_total{status="5xx"}',
-        "ddp_rejected_requests_total",
-        "ddp_queue_depth",
-        "ddp_batch_size_bucket",
-        "ddp_model_forward_seconds_bucket",
-        "ddp_queue_wait_seconds_bucket",
-    ):
-        assert needed in text, needed
+    # Every metric of service/metrics.py (the video ones too) and the process's memory and CPU.
+    families = [
+        m._name for m in vars(ServiceMetrics()).values() if isinstance(m, MetricWrapperBase)
+    ]
+    assert "ddp_video_processing_seconds" in families
+    for needed in [*families, "process_resident_memory_bytes", "process_cpu_seconds_total"]:
+        assert re.search(rf"\b{needed}", text), f"no panel shows {needed}"
     assert re.search(r"sum by \(reason\) \(rate\(ddp_rejected_requests_total", text)
     (trigger,) = k8s_kind("ScaledObject")["spec"]["triggers"]
     assert trigger["metadata"]["query"].startswith("sum(ddp_queue_depth")
@@ -767,10 +886,9 @@ def test_promtool_rejects_a_broken_config(tmp_path: Path) -> None:
 
 
 def _rules_file(exprs: dict[str, str], path: Path) -> Path:
-    """The expressions as recording rules, Grafana's interval variables made concrete."""
+    """The expressions as recording rules, Grafana's variables made concrete."""
     rules = [
-        {"record": f"ddp_check:expr_{i}", "expr": re.sub(r"\$__(rate_interval|range)", "5m", e)}
-        for i, e in enumerate(exprs.values())
+        {"record": f"ddp_check:expr_{i}", "expr": concrete(e)} for i, e in enumerate(exprs.values())
     ]
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     return path
@@ -800,3 +918,73 @@ def test_dashboard_panels_are_well_formed() -> None:
         assert grid["x"] + grid["w"] <= 24, panel["title"]
         refs = [t["refId"] for t in panel["targets"]]
         assert len(refs) == len(set(refs)), panel["title"]
+
+
+def test_dashboard_variables_choose_datasource_and_instances() -> None:
+    variables = dashboard_variables()
+    assert set(variables) == {"datasource", "instance"}
+    instance = variables["instance"]
+    assert instance["type"] == "query"
+    assert instance["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    assert (
+        instance["query"]["query"]
+        == f'label_values(up{{job="{ddp_scrape_job()["job_name"]}"}}, instance)'
+    )
+    assert instance["multi"] and instance["includeAll"] and instance["allValue"] == ".*"
+
+
+def test_every_dashboard_series_is_scoped_to_the_chosen_instances() -> None:
+    for where, expr in dashboard_expressions().items():
+        selectors = re.findall(rf"({METRIC_NAME}|\bup)(\{{[^}}]*\}})?", expr)
+        assert selectors, where
+        for name, matchers in selectors:
+            assert 'instance=~"$instance"' in matchers, f"{where}: {name} ignores $instance"
+
+
+def _errors_expression() -> str:
+    (expr,) = [
+        e for w, e in dashboard_expressions().items() if "Errors" in w and 'status="5xx"' in e
+    ]
+    return concrete(expr)
+
+
+def _requests_series(endpoint: str, status: str, per_minute: int) -> dict[str, str]:
+    labels = f'endpoint="{endpoint}", status="{status}", instance="ddp:8000", job="ddp"'
+    return {"series": f"ddp_requests_total{{{labels}}}", "values": f"0+{per_minute}x10"}
+
+
+def _promtool_evaluates(
+    tmp_path: Path, expr: str, series: list[dict[str, str]], samples: list[dict[str, Any]]
+) -> subprocess.CompletedProcess[str]:
+    """promtool's unit test of ``expr`` over 10 one-minute samples of ``series``, at 10 m."""
+    test = {
+        "input_series": series,
+        "promql_expr_test": [{"expr": expr, "eval_time": "10m", "exp_samples": samples}],
+    }
+    path = tmp_path / "test.yml"
+    path.write_text(
+        yaml.safe_dump({"evaluation_interval": "1m", "tests": [{"interval": "1m", **test}]})
+    )
+    return run_tool([promtool(), "test", "rules", str(path)])
+
+
+def test_errors_panel_ignores_readyz_503s_during_start_up(tmp_path: Path) -> None:
+    """Measured with promtool on series: /readyz answering 503 while the model loads is no
+    error; a /densepose 5xx is (6 a minute = 0.1/s)."""
+    starting = [_requests_series("/readyz", "5xx", 30), _requests_series("/densepose", "2xx", 60)]
+    result = _promtool_evaluates(tmp_path, _errors_expression(), starting, [])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    failing = [*starting, _requests_series("/densepose", "5xx", 6)]
+    result = _promtool_evaluates(
+        tmp_path, _errors_expression(), failing, [{"labels": "{}", "value": 0.1}]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_unit_test_fails_on_a_wrong_expectation(tmp_path: Path) -> None:
+    """The check above can fail: the former expression counts the /readyz 503s."""
+    former = 'sum(rate(ddp_requests_total{status="5xx"}[5m]))'
+    starting = [_requests_series("/readyz", "5xx", 30)]
+    result = _promtool_evaluates(tmp_path, former, starting, [])
+    assert result.returncode != 0

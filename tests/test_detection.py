@@ -102,8 +102,8 @@ def test_ddp_forward_with_mask_nms_keeps_the_suppression_of_its_own_masks() -> N
     M_fg is then the union of the kept persons' regions only."""
     import dataclasses
 
+    from model.inference.images import read_image_rgb
     from model.inference.predictor import Predictor
-    from model.inference.preprocess import read_image_rgb
     from model.paths import CHECKOUT, DEFAULT_WEIGHTS
 
     predictor = Predictor.from_checkpoint(DEFAULT_WEIGHTS, device="cpu")

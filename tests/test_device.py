@@ -22,6 +22,13 @@ def test_autocast_leaves_cpu_in_fp32():
     assert out.dtype == torch.float32
 
 
-def test_unknown_device_is_refused():
+@pytest.mark.parametrize("name", ["meta", "gpu", "cuda:x", ""])
+def test_unknown_device_is_refused(name):
     with pytest.raises(ValueError, match="unsupported device"):
-        select_device("meta")
+        select_device(name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_index_past_the_devices_is_refused():
+    with pytest.raises(ValueError, match="CUDA device"):
+        select_device(f"cuda:{torch.cuda.device_count()}")

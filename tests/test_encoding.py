@@ -1,4 +1,5 @@
-"""Round trips of every encoder in ``model.outputs.encoding`` and the overlap rule of pasting."""
+"""Round trips of every encoder in ``model.outputs.encoding``, the IUV PNG's channel order as
+OpenCV and Pillow read it, the NPZ of an image, and the overlap rule of pasting."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import Tensor
 
 from model.outputs.encoding import (
@@ -16,13 +18,14 @@ from model.outputs.encoding import (
     decode_mask_png,
     encode_iuv_png,
     encode_mask_png,
-    npz_bytes_to_arrays,
+    frame_arrays,
+    mask_owners,
     paste_owners,
     paste_parts_uv,
-    paste_person,
     result_to_npz_bytes,
     to_base64,
 )
+from model.outputs.npz import read_npz
 from model.structures import DensePoseResult
 
 HALF_STEP = 0.5 / 255 + 1e-6
@@ -63,16 +66,31 @@ def test_iuv_png_round_trip_exact_parts_and_quantised_uv() -> None:
     assert (decoded_uv - uv).abs().max() <= HALF_STEP
 
 
-def test_iuv_png_stores_i_u_v_as_channels_0_1_2() -> None:
+def test_iuv_png_follows_densepose_blue_is_i_green_u_red_v(tmp_path) -> None:
+    """DensePose writes ``cv2.imwrite(path, [I, U·255, V·255])`` and reads I back as
+    ``cv2.imread(path)[..., 0]``: so must every reader of this file."""
     parts, uv = _crop(9, 13, seed=1)
-    data = encode_iuv_png(parts, uv)
-    expected = torch.stack([parts, *(uv * 255).round().to(torch.uint8)], dim=-1).numpy()
-    # cv2 hands back the stored channels reversed (BGR): stored channel 0 is its channel 2.
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    np.testing.assert_array_equal(bgr[..., ::-1], expected)
-    image_module = pytest.importorskip("PIL.Image")
-    stored = np.asarray(image_module.open(io.BytesIO(data)))  # PIL keeps stored order
-    np.testing.assert_array_equal(stored, expected)
+    path = tmp_path / "iuv.png"
+    path.write_bytes(encode_iuv_png(parts, uv))
+    i, u, v = parts.numpy(), *(uv * 255).round().to(torch.uint8).numpy()
+    bgr = cv2.imread(str(path))  # what DensePose's own notebooks do
+    np.testing.assert_array_equal(bgr[..., 0], i)
+    np.testing.assert_array_equal(bgr[..., 1], u)
+    np.testing.assert_array_equal(bgr[..., 2], v)
+    with Image.open(path) as image:  # Pillow keeps the file's R, G, B order
+        assert image.mode == "RGB"
+        red, green, blue = np.moveaxis(np.asarray(image), -1, 0)
+    np.testing.assert_array_equal(blue, i)
+    np.testing.assert_array_equal(green, u)
+    np.testing.assert_array_equal(red, v)
+
+
+def test_iuv_png_of_a_part_label_is_blue() -> None:
+    """A pixel of chart 24 with U = V = 0 is pure blue (0, 0, 24) in RGB: a reader that takes
+    red as I would see background there."""
+    data = encode_iuv_png(torch.full((1, 1), 24, dtype=torch.uint8), torch.zeros(2, 1, 1))
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.getpixel((0, 0)) == (0, 0, 24)
 
 
 @pytest.mark.parametrize(
@@ -114,33 +132,51 @@ def test_to_base64_round_trip() -> None:
     assert isinstance(text, str) and base64.b64decode(text, validate=True) == data
 
 
-def test_npz_round_trip_pastes_each_person_at_full_size() -> None:
+def test_image_npz_is_a_one_frame_clip_of_the_merged_maps() -> None:
     result = _result([[2.5, 3.0, 12.2, 15.0], [8.0, 1.0, 29.5, 19.9]], [0.9, 0.4])
-    arrays = npz_bytes_to_arrays(result_to_npz_bytes(result))
-    assert set(arrays) == {"boxes_xyxy", "scores", "masks", "parts", "u", "v"}
-    expected_dtypes = {"boxes_xyxy": np.float32, "scores": np.float32, "masks": np.bool_,
-                       "parts": np.uint8, "u": np.float32, "v": np.float32}  # fmt: skip
-    for name, dtype in expected_dtypes.items():
-        assert arrays[name].dtype == dtype, name
-    np.testing.assert_array_equal(arrays["boxes_xyxy"], result.boxes_xyxy.numpy())
-    np.testing.assert_array_equal(arrays["scores"], result.scores.numpy())
-    np.testing.assert_array_equal(arrays["masks"], result.masks.numpy())
-    for index, (x0, y0, x1, y1) in enumerate(result.integer_boxes().tolist()):
-        parts, uv = paste_person(result, index)
-        np.testing.assert_array_equal(arrays["parts"][index], parts.numpy())
-        np.testing.assert_array_equal(arrays["u"][index], uv[0].numpy())
-        np.testing.assert_array_equal(arrays["v"][index], uv[1].numpy())
-        np.testing.assert_array_equal(arrays["parts"][index, y0:y1, x0:x1], result.parts[index])
-        outside = np.ones((HEIGHT, WIDTH), dtype=bool)
-        outside[y0:y1, x0:x1] = False
-        assert not arrays["parts"][index][outside].any()
+    arrays = read_npz(result_to_npz_bytes(result))
+    assert set(arrays) == {"parts", "u", "v", "instances", "person_frame", "person_instance",
+                           "person_track_id", "person_box_xyxy", "person_score"}  # fmt: skip
+    parts, u, v = paste_parts_uv(result)
+    np.testing.assert_array_equal(arrays["parts"], parts.numpy()[None])
+    for name, exact in (("u", u), ("v", v)):
+        assert arrays[name].dtype == np.float16
+        assert np.abs(arrays[name][0].astype(np.float32) - exact.numpy()).max() <= 2**-12
+    owner = mask_owners(result).numpy()
+    np.testing.assert_array_equal(arrays["instances"][0], owner + 1)
+    np.testing.assert_array_equal(arrays["person_box_xyxy"], result.boxes_xyxy.numpy())
+    np.testing.assert_array_equal(arrays["person_score"], result.scores.numpy())
+    np.testing.assert_array_equal(arrays["person_frame"], [0, 0])
+    np.testing.assert_array_equal(arrays["person_instance"], [1, 2])
+    np.testing.assert_array_equal(arrays["person_track_id"], [1, 2])
+    for i in range(len(result)):  # the documented way to a person's mask
+        mask = arrays["instances"][arrays["person_frame"][i]] == arrays["person_instance"][i]
+        np.testing.assert_array_equal(mask, owner == i)
+
+
+def test_frame_arrays_carry_the_given_track_ids() -> None:
+    result = _result([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 20.0, 18.0]], [0.8, 0.7])
+    arrays = frame_arrays(result, np.array([7, 3]))
+    assert arrays.track_ids.dtype == np.int32 and arrays.track_ids.tolist() == [7, 3]
+    assert arrays.instances.dtype == np.uint16 and int(arrays.instances.max()) == 2
+
+
+def test_image_npz_does_not_grow_with_the_persons_once_loaded() -> None:
+    """Per-pixel arrays are merged maps (7 bytes per pixel), not one full-size map per person."""
+    boxes = [[float(x), 2.0, x + 6.0, 18.0] for x in range(0, 24, 2)]
+    many = read_npz(result_to_npz_bytes(_result(boxes, [0.9 - 0.01 * i for i in range(12)])))
+    one = read_npz(result_to_npz_bytes(_result(boxes[:1], [0.9])))
+    for name in ("parts", "u", "v", "instances"):
+        assert many[name].nbytes == one[name].nbytes == HEIGHT * WIDTH * many[name].itemsize
+    maps = sum(many[name].nbytes for name in ("parts", "u", "v", "instances"))
+    assert maps == 7 * HEIGHT * WIDTH
 
 
 def test_npz_of_empty_result_keeps_image_size() -> None:
-    arrays = npz_bytes_to_arrays(result_to_npz_bytes(DensePoseResult.empty(6, 9)))
-    assert arrays["boxes_xyxy"].shape == (0, 4) and arrays["scores"].shape == (0,)
-    for name in ("masks", "parts", "u", "v"):
-        assert arrays[name].shape == (0, 6, 9), name
+    arrays = read_npz(result_to_npz_bytes(DensePoseResult.empty(6, 9)))
+    assert arrays["person_box_xyxy"].shape == (0, 4) and arrays["person_score"].shape == (0,)
+    for name in ("parts", "u", "v", "instances"):
+        assert arrays[name].shape == (1, 6, 9) and not arrays[name].any(), name
 
 
 def _constant_person(box: list[int], part: int, u: float) -> tuple[Tensor, Tensor]:

@@ -79,7 +79,8 @@ def test_persons_and_maps_agree_within_rounding(predicted: Path, recorded: dict[
         mine = cv2.imread(str(predicted / name), cv2.IMREAD_UNCHANGED)
         theirs = cv2.imread(str(GOLDEN / name), cv2.IMREAD_UNCHANGED)
         assert mine.shape == theirs.shape, name
-        labels = (mine[..., 2], theirs[..., 2]) if mine.ndim == 3 else (mine, theirs)
+        # cv2 reads B, G, R: the part label I is the blue channel
+        labels = (mine[..., 0], theirs[..., 0]) if mine.ndim == 3 else (mine, theirs)
         assert np.mean(labels[0] == labels[1]) >= 0.999, name
 
 

@@ -20,7 +20,8 @@ from PIL import Image
 from pydantic import ValidationError
 
 from model.inference.predictor import Predictor
-from model.outputs.encoding import decode_iuv_png, decode_mask_png, npz_bytes_to_arrays
+from model.outputs.encoding import decode_iuv_png, decode_mask_png
+from model.outputs.npz import read_npz
 from service.app import create_app
 from service.batching import BatchingPolicy
 from service.client import encode_upload
@@ -108,9 +109,9 @@ def test_raw_body_upload_equals_multipart(client: TestClient, png: bytes) -> Non
 def test_npz_answer_by_accept_header(client: TestClient, png: bytes) -> None:
     response = post(client, png, accept="application/x-npz")
     assert response.headers["content-type"] == "application/x-npz"
-    arrays = npz_bytes_to_arrays(response.content)
-    assert arrays["masks"].shape == (3, 96, 128) and arrays["u"].dtype == np.float32
-    assert set(arrays) == {"boxes_xyxy", "scores", "masks", "parts", "u", "v"}
+    arrays = read_npz(response.content)  # the NPZ layout of docs/outputs.md
+    assert arrays["instances"].shape == (1, 96, 128) and arrays["u"].dtype == np.float16
+    assert arrays["person_score"].shape == (3,)
 
 
 def test_png_overlay_by_format_option(client: TestClient, png: bytes) -> None:
@@ -132,8 +133,8 @@ def test_options_select_persons_and_outputs(client: TestClient, png: bytes) -> N
 def test_zero_persons_is_200_with_empty_list(client: TestClient, png: bytes) -> None:
     response = post(client, png, params="?score_threshold=1.0")
     assert response.status_code == 200 and response.json()["persons"] == []
-    arrays = npz_bytes_to_arrays(post(client, png, params="?score_threshold=1&format=npz").content)
-    assert arrays["masks"].shape == (0, 96, 128)
+    arrays = read_npz(post(client, png, params="?score_threshold=1&format=npz").content)
+    assert arrays["person_score"].shape == (0,) and not arrays["instances"].any()
 
 
 def test_client_encodes_arrays_as_png() -> None:
@@ -250,14 +251,14 @@ def test_batch_modes_give_each_request_its_own_result(
     assert {size: n for size, n in forward_passes.items() if n} == passes
     for (height, width), response, result in zip(sizes, responses, expected, strict=True):
         assert response.status_code == 200, response.text
-        arrays = npz_bytes_to_arrays(response.content)
-        assert arrays["masks"].shape == arrays["parts"].shape == (3, height, width)
-        assert arrays["u"].shape == arrays["v"].shape == (3, height, width)
-        boxes = arrays["boxes_xyxy"]
+        arrays = read_npz(response.content)
+        assert arrays["instances"].shape == arrays["parts"].shape == (1, height, width)
+        assert arrays["u"].shape == arrays["v"].shape == (1, height, width)
+        boxes = arrays["person_box_xyxy"]
         assert (boxes >= 0).all() and (boxes[:, 2] <= width).all()
         assert (boxes[:, 3] <= height).all()
         best_first = result.best()
-        np.testing.assert_allclose(arrays["scores"], best_first.scores.numpy(), atol=1e-5)
+        np.testing.assert_allclose(arrays["person_score"], best_first.scores.numpy(), atol=1e-5)
         np.testing.assert_allclose(boxes, best_first.boxes_xyxy.numpy(), atol=1e-3)
 
 
@@ -265,7 +266,7 @@ def test_batch_modes_give_each_request_its_own_result(
 
 
 def test_health_and_readiness(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "alive"}
+    assert client.get("/healthz").json() == {"status": "alive", "detail": None}
     ready = client.get("/readyz").json()
     assert ready["ready"] is True and ready["model_id"].startswith("tiny@")
 
@@ -274,6 +275,8 @@ def test_model_info(client: TestClient, weights: Path) -> None:
     info = client.get("/v1/model").json()
     assert info["config"]["name"] == "tiny"
     assert info["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert info["weights_name"] == weights.name  # not the path on the server
+    assert str(weights.parent) not in json.dumps(info)
     assert info["device"] == "cpu" and info["sparse_backend"] in ("torch", "spconv", "dense")
     assert info["batching"]["max_batch_size"] == 4  # the CPU default
     assert info["batching"]["batch_mode"] == "group"
@@ -444,7 +447,9 @@ def test_not_ready_until_loaded(weights: Path, png: bytes, monkeypatch: pytest.M
         assert client.get("/healthz").status_code == 200
         response = client.get("/readyz")
         assert response.status_code == 503 and response.json()["status"] == "loading"
-        assert_error(post(client, png), 503, "not_ready")
+        refused = post(client, png)
+        assert_error(refused, 503, "not_ready")
+        assert response.headers["retry-after"] == refused.headers["retry-after"]
         release.set()
         wait_ready(client)
         assert json.loads(post(client, png).text)["persons"]

@@ -4,11 +4,13 @@ delete; and its errors: a job that stops, a wait that times out, a refused uploa
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,10 +18,10 @@ import pytest
 import uvicorn
 
 import service.video_jobs
-from model.outputs.encoding import npz_bytes_to_arrays
+from model.outputs.npz import read_npz
 from model.video import VideoCancelled
 from service.app import create_app
-from service.client import DensePoseClient, ServiceError, VideoJobError
+from service.client import AsyncDensePoseClient, DensePoseClient, ServiceError, VideoJobError
 from service.settings import Settings
 
 FRAMES, HEIGHT, WIDTH = 6, 64, 96
@@ -44,8 +46,8 @@ def jobs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, jobs_root: Path) -> Iterator[DensePoseClient]:
-    """A client of the app under uvicorn on a loopback port of this process; once all tests
+def server_url(tmp_path_factory: pytest.TempPathFactory, jobs_root: Path) -> Iterator[str]:
+    """The URL of the app under uvicorn on a loopback port of this process; once all tests
     ran, the app stopped and left no job file behind."""
     settings = Settings(
         weights=tmp_path_factory.mktemp("weights") / "missing.safetensors",
@@ -61,16 +63,20 @@ def client(tmp_path_factory: pytest.TempPathFactory, jobs_root: Path) -> Iterato
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     try:
-        port = listener.getsockname()[1]
-        with DensePoseClient(f"http://127.0.0.1:{port}") as test_client:
-            test_client.wait_until_ready(timeout_s=120)
-            yield test_client
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(60)
         listener.close()
     assert not thread.is_alive()
     assert list(jobs_root.iterdir()) == [], "the app left job files behind at shutdown"
+
+
+@pytest.fixture(scope="module")
+def client(server_url: str) -> Iterator[DensePoseClient]:
+    with DensePoseClient(server_url) as test_client:
+        test_client.wait_until_ready(timeout_s=120)
+        yield test_client
 
 
 def test_submit_wait_download_and_delete(
@@ -86,7 +92,7 @@ def test_submit_wait_download_and_delete(
     frames_done = [done for done, _ in progress]
     assert frames_done == sorted(frames_done) and len(set(progress)) == len(progress)
 
-    arrays = npz_bytes_to_arrays(client.download_video(job_id, "result.npz"))
+    arrays = read_npz(client.download_video(job_id, "result.npz"))
     assert arrays["parts"].shape == (FRAMES, HEIGHT, WIDTH)
     assert arrays["parts"].dtype == np.uint8
     saved = client.download_video(job_id, "parts.mp4", tmp_path / "parts.mp4")
@@ -144,3 +150,26 @@ def test_refused_upload_and_unknown_result(client: DensePoseClient, clip: Path) 
     assert (invalid.value.status, invalid.value.code) == (422, "invalid_request")
     with pytest.raises(ValueError, match=r"result\.json"):
         client.download_video("0123", "result.json")  # type: ignore[call-overload]
+
+
+def test_the_async_client_serves_images_at_once_and_a_job_to_its_end(
+    server_url: str, clip: Path, tmp_path: Path
+) -> None:
+    images = [np.full((HEIGHT, WIDTH, 3), value, np.uint8) for value in (0, 128, 255)]
+
+    async def run() -> tuple[list[dict[str, Any]], dict[str, Any], Path, dict[str, Any] | None]:
+        async with AsyncDensePoseClient(server_url) as client:
+            await client.wait_until_ready(timeout_s=120)
+            answers = await asyncio.gather(*(client.predict(image) for image in images))
+            job_id = await client.submit_video(clip, radius=1)
+            status = await client.wait_video(job_id, poll_s=0.02, timeout_s=120)
+            saved = await client.download_video(job_id, "viridis.mp4", tmp_path / "v.mp4")
+            return answers, status, saved, await client.cancel_video(job_id)
+
+    answers, status, saved, deleted = asyncio.run(run())
+    assert [answer["image"] for answer in answers] == [{"height": HEIGHT, "width": WIDTH}] * 3
+    assert status["state"] == "done" and status["progress"]["frames_done"] == FRAMES
+    capture = cv2.VideoCapture(str(saved))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
+    capture.release()
+    assert deleted is None

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.outputs.encoding import decode_iuv_png, decode_mask_png, npz_bytes_to_arrays
+from model.outputs.encoding import decode_iuv_png, decode_mask_png, paste_parts_uv
+from model.outputs.npz import read_npz
 from model.outputs.visualize import draw_overlay
 from model.structures import DensePoseResult
 from service.errors import ServiceError
@@ -72,11 +73,15 @@ def _check_json(body: bytes, result: DensePoseResult) -> None:
 
 
 def _check_npz(body: bytes, result: DensePoseResult) -> None:
-    arrays = npz_bytes_to_arrays(body)
-    np.testing.assert_array_equal(arrays["boxes_xyxy"], result.boxes_xyxy.numpy())
-    np.testing.assert_array_equal(arrays["scores"], result.scores.numpy())
-    np.testing.assert_array_equal(arrays["masks"], result.masks.numpy())
-    assert arrays["parts"].shape == arrays["u"].shape == (len(result), HEIGHT, WIDTH)
+    arrays = read_npz(body)
+    np.testing.assert_array_equal(arrays["person_box_xyxy"], result.boxes_xyxy.numpy())
+    np.testing.assert_array_equal(arrays["person_score"], result.scores.numpy())
+    np.testing.assert_array_equal(arrays["parts"][0], paste_parts_uv(result)[0].numpy())
+    for name in ("parts", "u", "v", "instances"):
+        assert arrays[name].shape == (1, HEIGHT, WIDTH), name
+    for i in range(len(result)):  # each mask where no better-scoring mask covers it
+        mask = arrays["instances"][0] == arrays["person_instance"][i]
+        assert mask.any() and not (mask & ~result.masks[i].numpy()).any()
 
 
 def _check_png(body: bytes, result: DensePoseResult) -> None:

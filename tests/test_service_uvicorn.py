@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from model.outputs.encoding import npz_bytes_to_arrays
+from model.outputs.npz import read_npz
 from service.client import DensePoseClient
 from service.testing import ServerProcess, encode, free_port, random_image, tiny_checkpoint
 
@@ -70,14 +70,14 @@ def test_concurrent_clients_get_their_own_results(weights: Path, tmp_path: Path)
             alone = [client.predict_arrays(image) for image in IMAGES]
         assert metric(service.url, "ddp_batch_size_count") == len(IMAGES)
         responses = post_concurrently(service.url, IMAGES, "?format=npz")
-        together = [npz_bytes_to_arrays(response.content) for response in responses]
+        together = [read_npz(response.content) for response in responses]
         batches = metric(service.url, "ddp_batch_size_count") - len(IMAGES)
         assert batches < len(IMAGES), "concurrent requests were not batched"
     for one, other in zip(alone, together, strict=True):
-        assert one["masks"].shape == other["masks"].shape
-        np.testing.assert_allclose(one["scores"], other["scores"], atol=1e-5)
-        np.testing.assert_allclose(one["boxes_xyxy"], other["boxes_xyxy"], atol=1e-3)
-        assert (one["masks"] == other["masks"]).mean() > 0.999
+        assert one["instances"].shape == other["instances"].shape
+        np.testing.assert_allclose(one["person_score"], other["person_score"], atol=1e-5)
+        np.testing.assert_allclose(one["person_box_xyxy"], other["person_box_xyxy"], atol=1e-3)
+        assert (one["instances"] == other["instances"]).mean() > 0.999
         assert (one["parts"] == other["parts"]).mean() > 0.999
         np.testing.assert_allclose(one["u"], other["u"], atol=1e-3)
         np.testing.assert_allclose(one["v"], other["v"], atol=1e-3)

@@ -8,8 +8,8 @@ import pytest
 
 from model.checkpoint import read_config
 from model.config import DDPConfig, default_config
+from model.inference.images import read_image_rgb
 from model.inference.predictor import Predictor
-from model.inference.preprocess import read_image_rgb
 from model.paths import DEFAULT_WEIGHTS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "synthetic_scene.jpg"

@@ -1,5 +1,5 @@
 """Video files: the H.264 writer's output plays back with the input's size, rate and frame
-count; bad inputs are clear ``VideoError``s; the streamed NPZ and the viridis frames."""
+count; bad inputs (a still image among them) are clear ``VideoError``s; the viridis frames."""
 
 from pathlib import Path
 
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from model.video.errors import VideoError
-from model.video.io import H264Writer, frame_rate, probe, read_frames
-from model.video.npz import FrameArrayWriter
+from model.video.io import H264Writer, container_of, frame_rate, probe, read_frames
 from model.video.render import VIRIDIS_BACKGROUND_RGB, viridis_parts
 
 
@@ -81,15 +80,35 @@ def test_non_video_inputs_are_video_errors(tmp_path):
     text.write_bytes(b"not a video at all " * 20)
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    image = tmp_path / "still.png"
-    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    png = tmp_path / "still.png"
+    cv2.imwrite(str(png), np.zeros((8, 8, 3), np.uint8))
+    jpeg = tmp_path / "still.jpg"
+    cv2.imwrite(str(jpeg), np.zeros((8, 8, 3), np.uint8))
     for path, message in [
-        (text, "cannot be read"),
-        (empty, "cannot be read"),
-        (image, "no frames"),
+        (text, "not a video file"),
+        (empty, "not a video file"),
+        (png, "still image"),
+        (jpeg, "still image"),  # OpenCV alone opens it as one frame at 25 fps
+        (tmp_path / "missing.mp4", "cannot be read"),
     ]:
         with pytest.raises(VideoError, match=message):
             probe(path)
+
+
+@pytest.mark.parametrize(
+    ("head", "container"),
+    [
+        (b"\0\0\0\x18ftypisom", "mp4"),
+        (b"\0\0\0\x14ftypqt  ", "mov"),
+        (b"\0\0\0\x08moov\0\0\0\0", "mov"),
+        (b"\x1a\x45\xdf\xa3\0\0\0\0\0\0\0\0", "webm"),
+        (b"RIFF\0\0\0\0AVI ", "avi"),
+        (b"\xff\xd8\xff\xe0\0\x10JFIF\0\x01", None),
+        (b"\x89PNG\r\n\x1a\n\0\0\0\r", None),
+    ],
+)
+def test_containers_are_told_by_their_first_bytes(head, container):
+    assert container_of(head) == container
 
 
 def test_a_video_without_frames_is_a_video_error(tmp_path):
@@ -114,26 +133,3 @@ def test_viridis_background_and_top():
     frame = viridis_parts(np.array([[0, 24]], dtype=np.uint8))
     assert tuple(frame[0, 0]) == VIRIDIS_BACKGROUND_RGB
     assert tuple(frame[0, 1]) == (253, 231, 37)  # viridis(1)
-
-
-def test_streamed_npz_round_trip(tmp_path):
-    rng = np.random.default_rng(0)
-    layout = {"parts": (np.dtype(np.uint8), (5, 7)), "u": (np.dtype(np.float16), (5, 7))}
-    writer = FrameArrayWriter(tmp_path / "x.npz", layout)
-    parts = rng.integers(0, 25, (4, 5, 7)).astype(np.uint8)
-    u = rng.random((4, 5, 7)).astype(np.float16)
-    for t in range(4):
-        writer.append({"parts": parts[t], "u": u[t]})
-    writer.close({"ids": np.arange(3, dtype=np.int32)})
-    with np.load(tmp_path / "x.npz", allow_pickle=False) as data:
-        assert set(data.files) == {"parts", "u", "ids"}
-        assert np.array_equal(data["parts"], parts) and np.array_equal(data["u"], u)
-        assert np.array_equal(data["ids"], np.arange(3))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npz"]  # temporaries removed
-
-
-def test_streamed_npz_of_zero_frames_keeps_the_frame_shape(tmp_path):
-    writer = FrameArrayWriter(tmp_path / "x.npz", {"parts": (np.dtype(np.uint8), (5, 7))})
-    writer.close({})
-    with np.load(tmp_path / "x.npz") as data:
-        assert data["parts"].shape == (0, 5, 7)

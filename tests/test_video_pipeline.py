@@ -11,6 +11,7 @@ import torch
 
 from model.config import tiny_config
 from model.inference.predictor import Predictor
+from model.outputs.npz import read_npz
 from model.video import (
     VideoCancelled,
     VideoError,
@@ -75,7 +76,7 @@ def test_process_video_writes_npz_and_two_playable_videos(tmp_path, clip, predic
         data = {name: npz[name] for name in npz.files}
     assert data["parts"].shape == (FRAMES, HEIGHT, WIDTH) and data["parts"].dtype == np.uint8
     assert data["u"].dtype == data["v"].dtype == np.float16
-    assert data["instances"].dtype == np.int32 and data["instances"].shape == data["parts"].shape
+    assert data["instances"].dtype == np.uint16 and data["instances"].shape == data["parts"].shape
     assert data["parts"].max() <= 24 and (data["parts"] > 0).any()
     for uv in (data["u"], data["v"]):
         assert uv.min() >= 0 and uv.max() <= 1 and (uv[data["parts"] == 0] == 0).all()
@@ -84,9 +85,11 @@ def test_process_video_writes_npz_and_two_playable_videos(tmp_path, clip, predic
     assert data["person_box_xyxy"].shape == (persons, 4)
     assert data["person_score"].shape == data["person_track_id"].shape == (persons,)
     assert float(data["fps"]) == FPS and bool(data["smoothed"])
-    for t in range(FRAMES):  # the instance map only holds ids of that frame's persons
-        ids = set(np.unique(data["instances"][t]).tolist()) - {0}
-        assert ids <= set(data["person_track_id"][data["person_frame"] == t].tolist())
+    assert set(read_npz(out.npz)) == set(data)  # the one reader checks and accepts it
+    for t in range(FRAMES):  # the instance map only holds the labels of that frame's persons
+        labels = set(np.unique(data["instances"][t]).tolist()) - {0}
+        assert labels <= set(data["person_instance"][data["person_frame"] == t].tolist())
+        assert np.array_equal(data["person_instance"][data["person_frame"] == t], [1, 2, 3])
     for video in (out.parts_mp4, out.viridis_mp4):
         with av.open(str(video)) as container:
             stream = container.streams.video[0]
@@ -163,7 +166,7 @@ def test_cancelling_stops_between_batches_and_removes_partial_outputs(tmp_path, 
 def test_unusable_inputs_are_video_errors(tmp_path, clip, predictor):
     text = tmp_path / "notes.mp4"
     text.write_text("hello")
-    with pytest.raises(VideoError, match="cannot be read"):
+    with pytest.raises(VideoError, match="not a video file"):
         process_video(text, tmp_path / "a", predictor)
     zero = tmp_path / "zero.mp4"
     with av.open(str(zero), "w") as container:

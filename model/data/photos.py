@@ -279,6 +279,18 @@ def install_commands(entries: Iterable[PhotoEntry]) -> list[str]:
     return cmds
 
 
+def missing_photos_message(entries: Sequence[PhotoEntry]) -> str | None:
+    """None when every one of ``entries`` is available, else which are missing and the
+    commands that install them."""
+    missing = [entry for entry in entries if not available(entry)]
+    if not missing:
+        return None
+    return (
+        f"{len(missing)} of {len(entries)} photos missing ({', '.join(e.id for e in missing)});"
+        " install them with:\n  " + "\n  ".join(install_commands(missing))
+    )
+
+
 def _show(path: Path) -> str:
     """``path`` relative to the checkout when inside it (shorter messages)."""
     try:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from model.checkpoint import load_checkpoint
 from model.config import DDPConfig
@@ -28,6 +29,9 @@ class Predictor:
     config: DDPConfig
     device: torch.device
     precision: Precision = "fp32"
+    runtime: Callable[[Tensor, Tensor], DDPOutput] | None = None
+    """What runs the forward pass instead of ``model`` (``model.runtimes``: an exported
+    graph in ONNX Runtime or OpenVINO); None: ``model`` itself, eager PyTorch."""
 
     @classmethod
     def from_checkpoint(
@@ -69,7 +73,8 @@ class Predictor:
             [image_to_tensor(image) for image in images_rgb], self.config.input, device=self.device
         )
         with torch.inference_mode(), autocast(self.device, self.precision):
-            output = self.model(batch.images, batch.image_sizes)
+            network = self.model if self.runtime is None else self.runtime
+            output = network(batch.images, batch.image_sizes)
         return output, batch
 
     def postprocess(self, output: DDPOutput, batch: PreparedBatch) -> list[DensePoseResult]:

@@ -1,12 +1,11 @@
-"""Images as users give them -> the padded, normalised batch the network takes."""
+"""Decoded images (``model.inference.images``) -> the padded, normalised batch the network
+takes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -40,14 +39,6 @@ class PreparedBatch:
             raise IndexError(f"image {b} of a batch of {len(self)}")
         rows = slice(b, b + 1)
         return PreparedBatch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
-
-
-def read_image_rgb(path: Path) -> np.ndarray:
-    """An image file -> (H, W, 3) uint8 RGB; EXIF orientation applied (OpenCV's default)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{path}: not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def resize_scale(height: int, width: int, *, short_side: int, max_side: int) -> float:

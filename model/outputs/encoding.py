@@ -1,21 +1,24 @@
-"""Encoders and decoders of ``DensePoseResult``: PNGs, base64, compressed NPZ.
+"""Encoders and decoders of ``DensePoseResult``: PNGs, base64, the NPZ's frame arrays.
 
-Conventions follow Detectron's DensePose:
+Conventions follow DensePose (docs/outputs.md):
 
-* an **IUV PNG** holds 3 × uint8 per pixel, stored channels 0, 1, 2 = ``I, U·255, V·255``
-  (I in 0..24, 0 = background), cropped to the person's integer box;
-* a **mask PNG** is a single-channel uint8 PNG with values 0 and 255, on the same crop.
+* an **IUV PNG** holds 3 × uint8 per pixel, ``I, U·255, V·255`` (I in 0..24, 0 = background;
+  U, V rounded), written as the original DensePose tools write it, ``cv2.imwrite`` of an
+  [I, U, V] array: in the file **blue = I, green = U, red = V**, so ``cv2.imread(p)[..., 0]``
+  is I, and Pillow's ``np.asarray(Image.open(p))`` is [V, U, I];
+* a **mask PNG** is a single-channel uint8 PNG with values 0 and 255;
+* per person, both are cropped to the person's integer box.
 
-Full-image maps: a person's crop pasted into an (H, W) canvas, zero elsewhere. When several
+Full-image maps: the persons' crops pasted into an (H, W) canvas, zero elsewhere. When several
 persons are merged into one map (``paste_parts_uv``), each pixel belongs to the person with
 the **highest score** whose crop labels it (I > 0); ties go to the lower index. Lower-score
-persons never overwrite higher-score ones.
+persons never overwrite higher-score ones. The NPZ (``model.outputs.npz``) holds these merged
+maps and the instance map of ``mask_owners``.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 
 import cv2
 import numpy as np
@@ -23,6 +26,7 @@ import torch
 from torch import Tensor
 
 from model.config import NUM_PARTS
+from model.outputs.npz import FrameArrays, frame_npz_bytes
 from model.structures import DensePoseResult
 
 
@@ -32,7 +36,8 @@ def to_base64(data: bytes) -> str:
 
 
 def _encode_png(array: np.ndarray) -> bytes:
-    """(h, w) or (h, w, 3) uint8 -> PNG bytes; 3-channel arrays are given in cv2's BGR order."""
+    """(h, w) or (h, w, 3) uint8 -> PNG bytes; channel 0 of a 3-channel array is stored as
+    blue (cv2's BGR order)."""
     ok, buffer = cv2.imencode(".png", np.ascontiguousarray(array))
     if not ok:
         raise ValueError(f"PNG encoding failed for an array of shape {array.shape}")
@@ -40,7 +45,8 @@ def _encode_png(array: np.ndarray) -> bytes:
 
 
 def _decode_png(data: bytes, channels: int) -> np.ndarray:
-    """PNG bytes -> (h, w) uint8 (channels=1) or (h, w, 3) uint8 in cv2's BGR order."""
+    """PNG bytes -> (h, w) uint8 (channels=1) or (h, w, 3) uint8 in cv2's BGR order (channel 0
+    = blue)."""
     array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise ValueError("not a decodable PNG")
@@ -54,14 +60,14 @@ def _decode_png(data: bytes, channels: int) -> np.ndarray:
 
 
 def encode_iuv_png(parts: Tensor, uv: Tensor) -> bytes:
-    """One person's crop as a Detectron IUV PNG.
+    """A crop (or a merged full-image map) as a DensePose IUV PNG.
 
     Args:
         parts: (h, w) uint8, chart I in 0..24.
         uv: (2, h, w) float, U and V in [0, 1]; quantised to ``round(255 · value)``.
 
     Returns:
-        PNG bytes whose stored channels 0, 1, 2 are I, U·255, V·255.
+        PNG bytes with blue = I, green = U·255, red = V·255 (``cv2.imread(p)[..., 0]`` = I).
     """
     if parts.ndim != 2 or parts.dtype != torch.uint8:
         raise ValueError(f"parts must be (h, w) uint8, got {tuple(parts.shape)} {parts.dtype}")
@@ -73,16 +79,15 @@ def encode_iuv_png(parts: Tensor, uv: Tensor) -> bytes:
     if parts.numel() and int(parts.max()) > NUM_PARTS:
         raise ValueError(f"parts must be in 0..{NUM_PARTS}, got max {int(parts.max())}")
     uv_uint8 = (uv.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    # Stored order I, U, V = RGB; cv2 expects BGR, so hand it V, U, I.
-    bgr = torch.stack([uv_uint8[1], uv_uint8[0], parts.cpu()], dim=-1)  # [h, w, 3]
-    return _encode_png(bgr.numpy())
+    iuv = torch.stack([parts.cpu(), uv_uint8[0], uv_uint8[1]], dim=-1)  # [h, w, 3] = B, G, R
+    return _encode_png(iuv.numpy())
 
 
 def decode_iuv_png(data: bytes) -> tuple[Tensor, Tensor]:
     """Inverse of ``encode_iuv_png``: PNG bytes -> parts (h, w) uint8, uv (2, h, w) float32."""
-    bgr = torch.from_numpy(_decode_png(data, channels=3))  # [h, w, 3] = V, U, I
-    parts = bgr[..., 2].clone()
-    uv = torch.stack([bgr[..., 1], bgr[..., 0]]).float() / 255
+    iuv = torch.from_numpy(_decode_png(data, channels=3))  # [h, w, 3] = I, U, V
+    parts = iuv[..., 0].clone()
+    uv = iuv[..., 1:].permute(2, 0, 1).float() / 255
     return parts, uv
 
 
@@ -98,26 +103,18 @@ def decode_mask_png(data: bytes) -> Tensor:
     return torch.from_numpy(_decode_png(data, channels=1) > 127)
 
 
-def paste_person(result: DensePoseResult, index: int) -> tuple[Tensor, Tensor]:
-    """One person's crop in a full-image canvas.
-
-    Returns:
-        parts (H, W) uint8 and uv (2, H, W) float32, zero outside the person's integer box.
-    """
-    height, width = result.masks.shape[-2:]
-    x0, y0, x1, y1 = result.integer_boxes()[index].tolist()
+def _crops(result: DensePoseResult, index: int, box: list[int]) -> tuple[Tensor, Tensor]:
+    """Person ``index``'s parts (h, w) uint8 and uv (2, h, w) float32 on the CPU, checked
+    against its integer box ``x0, y0, x1, y1``."""
+    x0, y0, x1, y1 = box
     crop = (y1 - y0, x1 - x0)
     if result.parts[index].shape != crop or result.uv[index].shape != (2, *crop):
         raise ValueError(
             f"person {index}: crops must be {crop} and (2, *{crop}) to match box_int "
-            f"{[x0, y0, x1, y1]}, got {tuple(result.parts[index].shape)} and "
+            f"{box}, got {tuple(result.parts[index].shape)} and "
             f"{tuple(result.uv[index].shape)}"
         )
-    parts = torch.zeros(height, width, dtype=torch.uint8)
-    uv = torch.zeros(2, height, width)
-    parts[y0:y1, x0:x1] = result.parts[index].cpu()
-    uv[:, y0:y1, x0:x1] = result.uv[index].detach().float().cpu()
-    return parts, uv
+    return result.parts[index].cpu(), result.uv[index].detach().float().cpu()
 
 
 def paste_parts_uv(result: DensePoseResult) -> tuple[Tensor, Tensor, Tensor]:
@@ -142,10 +139,11 @@ def claim_order(scores: Tensor) -> list[int]:
 def mask_owners(result: DensePoseResult) -> Tensor:
     """(H, W) int64: the person whose instance mask covers each pixel (-1 = none), overlaps
     resolved by ``claim_order``."""
-    owner = torch.full(result.masks.shape[-2:], -1, dtype=torch.int64)
-    for index in claim_order(result.scores):
-        owner[result.masks[index].cpu() & (owner < 0)] = index
-    return owner
+    owner = np.full(result.masks.shape[-2:], -1, dtype=np.int64)
+    masks = result.masks.cpu().numpy()
+    for index in reversed(claim_order(result.scores)):  # the first claimant writes last
+        owner[masks[index]] = index
+    return torch.from_numpy(owner)
 
 
 def paste_owners(result: DensePoseResult) -> tuple[Tensor, Tensor, Tensor]:
@@ -156,44 +154,41 @@ def paste_owners(result: DensePoseResult) -> tuple[Tensor, Tensor, Tensor]:
         owner (H, W) int64 (person index, -1 = none), parts (H, W) uint8, uv (2, H, W) float32.
     """
     height, width = result.masks.shape[-2:]
-    owner = torch.full((height, width), -1, dtype=torch.int64)
-    parts = torch.zeros(height, width, dtype=torch.uint8)
-    uv = torch.zeros(2, height, width)
-    for index in claim_order(result.scores):
-        person_parts, person_uv = paste_person(result, index)
-        claim = (person_parts > 0) & (owner < 0)
-        owner[claim] = index
-        parts[claim] = person_parts[claim]
-        uv[:, claim] = person_uv[:, claim]
-    return owner, parts, uv
+    owner = np.full((height, width), -1, dtype=np.int64)
+    parts = np.zeros((height, width), dtype=np.uint8)
+    uv = np.zeros((2, height, width), dtype=np.float32)
+    boxes = result.integer_boxes().tolist()
+    for index in reversed(claim_order(result.scores)):  # the first claimant writes last
+        x0, y0, x1, y1 = boxes[index]
+        person_parts, person_uv = (crop.numpy() for crop in _crops(result, index, boxes[index]))
+        labelled = person_parts > 0  # [h, w]; the slices below are views: they write through
+        owner[y0:y1, x0:x1][labelled] = index
+        parts[y0:y1, x0:x1][labelled] = person_parts[labelled]
+        uv[:, y0:y1, x0:x1][:, labelled] = person_uv[:, labelled]
+    return torch.from_numpy(owner), torch.from_numpy(parts), torch.from_numpy(uv)
+
+
+def frame_arrays(result: DensePoseResult, track_ids: np.ndarray | None = None) -> FrameArrays:
+    """A result as one frame of the NPZ: the merged maps of ``paste_parts_uv``, the instance
+    map of ``mask_owners`` (i + 1 = person i), and the persons in the result's order.
+
+    Args:
+        track_ids: (N,) int, the persons' track ids in a video; None: 1..N (an image).
+    """
+    owner = mask_owners(result).numpy()
+    _, parts, uv = paste_owners(result)
+    ids = np.arange(1, len(result) + 1) if track_ids is None else np.asarray(track_ids)
+    return FrameArrays(
+        parts=parts.numpy(),
+        u=uv[0].numpy().astype(np.float16),
+        v=uv[1].numpy().astype(np.float16),
+        instances=(owner + 1).astype(np.uint16),
+        boxes_xyxy=result.boxes_xyxy.detach().cpu().numpy().astype(np.float32),
+        scores=result.scores.detach().cpu().numpy().astype(np.float32),
+        track_ids=ids.astype(np.int32),
+    )
 
 
 def result_to_npz_bytes(result: DensePoseResult) -> bytes:
-    """Compressed NPZ of a result, every per-person map at full image size (H, W).
-
-    Arrays: ``boxes_xyxy`` (N, 4) float32, ``scores`` (N,) float32, ``masks`` (N, H, W) bool,
-    ``parts`` (N, H, W) uint8 (chart I, 0 outside the person's box or M_dp), ``u`` and ``v``
-    (N, H, W) float32 in [0, 1]. With N = 0 the maps keep their (0, H, W) shape.
-    """
-    height, width = result.masks.shape[-2:]
-    pasted = [paste_person(result, i) for i in range(len(result))]
-    empty_parts = torch.zeros(0, height, width, dtype=torch.uint8)
-    parts = torch.stack([p for p, _ in pasted]) if pasted else empty_parts
-    uv = torch.stack([q for _, q in pasted]) if pasted else torch.zeros(0, 2, height, width)
-    buffer = io.BytesIO()
-    np.savez_compressed(
-        buffer,
-        boxes_xyxy=result.boxes_xyxy.detach().cpu().numpy().astype(np.float32),
-        scores=result.scores.detach().cpu().numpy().astype(np.float32),
-        masks=result.masks.cpu().numpy().astype(bool),
-        parts=parts.numpy(),
-        u=uv[:, 0].numpy(),
-        v=uv[:, 1].numpy(),
-    )
-    return buffer.getvalue()
-
-
-def npz_bytes_to_arrays(data: bytes) -> dict[str, np.ndarray]:
-    """Inverse of ``result_to_npz_bytes`` (never unpickles): array name -> array."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
+    """The NPZ of one image (``model.outputs.npz``: a clip of one frame; track ids 1..N)."""
+    return frame_npz_bytes(frame_arrays(result))

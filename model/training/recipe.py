@@ -20,7 +20,7 @@ import torch
 from model.checkpoint import save_checkpoint
 from model.config import DDPConfig
 from model.data.backgrounds import BackgroundPool
-from model.data.photos import available, install_commands, load_manifest, photo_path
+from model.data.photos import load_manifest, missing_photos_message, photo_path
 from model.data.scene import SceneConfig
 from model.data.synth import SynthConfig, generate, legacy
 from model.evaluation.evaluator import format_summary
@@ -135,12 +135,9 @@ def score_real_photos(weights: Path, out_dir: Path, *, device: torch.device) -> 
     """Real-photo scores of ``weights`` into ``out_dir/real_photos.json``, if the photos are
     installed (``python -m model.data.photos --check`` says how)."""
     manifest = load_manifest()
-    missing = [entry for entry in manifest.photos if not available(entry)]
-    if missing:
-        print(
-            f"real photos: {len(missing)} missing, not scored ({install_commands(missing)})",
-            flush=True,
-        )
+    missing = missing_photos_message(manifest.photos)
+    if missing is not None:
+        print(f"real photos not scored: {missing}", flush=True)
         return
     predictor = Predictor.from_checkpoint(weights, device=str(device))
     report = evaluate_photos(predictor, manifest.photos)

@@ -1,7 +1,8 @@
 """Video: file I/O (``io``), the options (``options``), the streamed dense-pose pipeline with
 temporal smoothing (``pipeline``) and its per-frame results (``results``), person tracking
-(``tracking``), the output files (``writers``: streamed NPZ, ``npz``, and visualisation frames,
-``render``) and the inter-frame stability metrics of the paper's Table 4 (``stability``)."""
+(``tracking``), the output files (``writers``: the NPZ of ``model.outputs.npz`` and the
+visualisation frames, ``render``) and the inter-frame stability metrics of the paper's Table 4
+(``stability``)."""
 
 from model.video.errors import VideoCancelled, VideoError
 from model.video.io import VideoInfo, probe

@@ -20,6 +20,12 @@ import numpy as np
 
 from model.video.errors import VideoError
 
+CONTAINERS = ("mp4", "mov", "webm", "avi")
+"""The containers read as videos (``container_of``); anything else, a still image above all, is
+refused even where OpenCV would open it as a one-frame clip."""
+_QUICKTIME_ATOMS = (b"moov", b"mdat", b"wide", b"free", b"skip")
+"""First atoms of QuickTime files written without an ``ftyp`` atom."""
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -45,10 +51,34 @@ def _open(path: Path) -> cv2.VideoCapture:
     return capture
 
 
+def container_of(head: bytes) -> str | None:
+    """``mp4``, ``mov``, ``webm`` (also Matroska) or ``avi`` from a file's first 12 bytes; None
+    for anything else."""
+    if head[4:8] == b"ftyp":
+        return "mov" if head[8:12] == b"qt  " else "mp4"
+    if head[4:8] in _QUICKTIME_ATOMS:
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
 def probe(path: str | Path) -> VideoInfo:
-    """Frame count, fps and size of a video; ``VideoError`` when it has no frames or no
-    usable frame rate (an image or a text file, say)."""
+    """Frame count, fps and size of a video; ``VideoError`` when it is not one of
+    ``CONTAINERS`` (a still image, say), or has no frames or no usable frame rate."""
     path = Path(path)
+    try:
+        with path.open("rb") as file:
+            head = file.read(12)
+    except OSError as error:
+        raise VideoError(f"{path.name}: cannot be read ({error.strerror})") from error
+    if container_of(head) is None:
+        raise VideoError(
+            f"{path.name}: not a video file: expected {', '.join(CONTAINERS)} "
+            "(a still image is refused)"
+        )
     capture = _open(path)
     try:
         frames = capture.get(cv2.CAP_PROP_FRAME_COUNT)
@@ -57,7 +87,7 @@ def probe(path: str | Path) -> VideoInfo:
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     finally:
         capture.release()
-    if not frames >= 1:  # also NaN; a still image reports a negative count
+    if not frames >= 1:  # also NaN
         raise VideoError(f"{path.name}: no frames (frame count {frames:g})")
     if not 0 < fps < 1000:
         raise VideoError(f"{path.name}: no usable frame rate ({fps:g} fps)")

@@ -263,7 +263,7 @@ def process_video(
         raise
     seconds["total"] = time.perf_counter() - start
     return VideoOutputs(
-        npz=outputs.npz.path,
+        npz=outputs.npz_path,
         parts_mp4=outputs.parts_mp4.path,
         viridis_mp4=outputs.viridis_mp4.path,
         frames=written,

@@ -2,27 +2,33 @@
 
 | module | commands |
 |---|---|
-| ``predict`` | ``ddp predict``: images -> IUV PNG, instance PNG, overlay, JSON |
+| ``predict`` | ``ddp predict``: images -> IUV PNG, instance PNG, overlay, NPZ, JSON |
 | ``video`` | ``ddp video``: a clip -> smoothed NPZ + two H.264 MP4s |
 | ``evaluate`` | ``ddp eval``: GPS AP/AR and mask AP on a DensePose-COCO directory |
 | ``training`` | ``ddp train`` and ``ddp recipe`` |
 | ``data`` | ``ddp synth``: render a synthetic data set |
 | ``serve`` | ``ddp serve``: the HTTP service |
+| ``export`` | ``ddp export``: the network as ONNX or OpenVINO IR (docs/export.md) |
 | ``network`` | the options naming a network, and the predictor they load |
 
-The CLI sits above ``model`` and ``service``: nothing in either imports it.
+The CLI sits above ``model`` and ``service``: nothing in either imports it. Building the parser
+imports nothing heavy (no torch, numpy or OpenCV: ``ddp --help`` answers at once); a command's
+module loads them when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any, get_args
 
 from model.config import ABLATIONS, CONFIGS
+from model.export.formats import EXPORT_FORMATS
 from model.paths import DEFAULT_WEIGHTS
+from model.runtimes.names import RUNTIME_NAMES
 from model.training.settings import DataEngine, DataSettings, TrainSettings
 
 COMMAND_MODULES = {
@@ -33,6 +39,7 @@ COMMAND_MODULES = {
     "recipe": "training",
     "synth": "data",
     "serve": "serve",
+    "export": "export",
 }
 """Command -> the module of this package whose ``run_<command>`` carries it out."""
 
@@ -43,6 +50,44 @@ def default_of(cls: type[Any], name: str) -> Any:
         if field.name == name:
             return field.default
     raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help with each option's default, unless it has none (None, False) or the help text
+    already says what it is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("ddp-densepose")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+PREDICT_OUTPUTS = {
+    "iuv": ".iuv.png",
+    "instances": ".instances.png",
+    "overlay": ".overlay.png",
+    "npz": ".npz",
+    "json": ".json",
+}
+"""The files ``ddp predict`` can write (``--formats``, all by default) -> their suffix."""
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    chosen = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in chosen if name not in PREDICT_OUTPUTS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(PREDICT_OUTPUTS)}, got {text!r}"
+        )
+    return chosen
 
 
 def _person_range(text: str) -> tuple[int, int]:
@@ -71,10 +116,22 @@ def _add_network_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["fp32", "fp16", "bf16"],
         help="autocast precision on CUDA (the CPU always runs fp32)",
     )
+    _add_runtime_argument(parser)
     parser.add_argument(
         "--score-threshold",
         type=float,
         help="drop persons below this (default: the network's detection_score_threshold)",
+    )
+
+
+def _add_runtime_argument(parser: argparse.ArgumentParser, default: str | None = "torch") -> None:
+    """``--runtime``; ``default`` None: the service's ``DDP_RUNTIME``."""
+    parser.add_argument(
+        "--runtime",
+        default=default,
+        choices=RUNTIME_NAMES,
+        help="what runs the network: eager PyTorch, or its export (made on first use, cached) "
+        "in ONNX Runtime or OpenVINO" + ("" if default else " (default: DDP_RUNTIME or torch)"),
     )
 
 
@@ -123,24 +180,34 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ddp",
-        description="Direct Dense Pose",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="ddp", description="Direct Dense Pose", formatter_class=_HelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(
-            name, help=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-        )
+        return commands.add_parser(name, help=help_text, formatter_class=_HelpFormatter)
 
-    p = command("predict", "dense pose of images -> IUV PNG, masks, JSON, overlay")
-    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    p = command("predict", "dense pose of images -> IUV PNG, instance PNG, overlay, NPZ, JSON")
+    p.add_argument(
+        "images",
+        nargs="+",
+        help="image files (JPEG, PNG, WebP, BMP); outputs mirror their folders below the "
+        "deepest one holding them all",
+    )
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--formats",
+        type=_formats,
+        default=tuple(PREDICT_OUTPUTS),
+        metavar="LIST",
+        help=f"files to write per image, comma-separated from {','.join(PREDICT_OUTPUTS)} "
+        "(default: all)",
+    )
     _add_network_arguments(p)
 
     v = command("video", "dense pose of a video, temporally smoothed -> NPZ + two H.264 MP4s")
-    v.add_argument("clip", help="video file (MP4, MOV, MKV, AVI, ...)")
+    v.add_argument("clip", help="video file (MP4, MOV, WebM/MKV or AVI; a still image is refused)")
     v.add_argument("--out", required=True, help="output directory")
     _add_network_arguments(v)
     v.add_argument("--no-smooth", action="store_true", help="no temporal smoothing")
@@ -171,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="when the weights are missing, serve a random network of this config (demo only)",
     )
     s.add_argument("--device", help="auto, cpu or cuda[:N] (default: DDP_DEVICE or auto)")
+    _add_runtime_argument(s, default=None)
+
+    x = command("export", "the network as one ONNX or OpenVINO graph, backbone to IUV logits")
+    x.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
+    x.add_argument("--out", required=True, help="output directory (model file + export.json)")
+    x.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint (.safetensors)")
+    x.add_argument(
+        "--untrained",
+        metavar="CONFIG",
+        choices=sorted(CONFIGS),
+        help="export a random network of this config instead of weights (plumbing check)",
+    )
+    x.set_defaults(device="cpu", precision="fp32", runtime="torch")  # the eager fp32 network
 
     d = command("synth", "render a synthetic DensePose-COCO data set")
     d.add_argument("--out", required=True, help="output directory")

@@ -8,10 +8,10 @@ import dataclasses
 from pathlib import Path
 
 from model.config import DDPConfig, ablate, get_config
-from model.device import select_device
 from model.training import recipe
 from model.training.loop import train
 from model.training.settings import DataSettings, TrainSettings
+from service.cli.network import resolve_device
 
 
 def _train_settings(args: argparse.Namespace) -> TrainSettings:
@@ -40,7 +40,7 @@ def _training_config(args: argparse.Namespace) -> DDPConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    device = select_device(args.device)
+    device = resolve_device(args.device)
     path = train(
         _training_config(args),
         Path(args.data),
@@ -71,6 +71,6 @@ def run_recipe(args: argparse.Namespace) -> int:
         data,
         _train_settings(args),
         export=Path(args.export) if args.export else None,
-        device=select_device(args.device),
+        device=resolve_device(args.device),
     )
     return 0

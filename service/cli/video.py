@@ -9,7 +9,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from model.video import VideoError, VideoOptions, process_video
+from model.video import VideoError, VideoOptions, probe, process_video
 from service.cli.network import load_predictor
 
 
@@ -23,7 +23,8 @@ def run_video(args: argparse.Namespace) -> int:
             score_threshold=args.score_threshold,
             **{name: value for name, value in given.items() if value is not None},
         )
-    except ValueError as error:
+        probe(args.clip)  # not a video (a still image, say): refused before the model loads
+    except ValueError as error:  # VideoError is one
         raise SystemExit(f"error: {error}") from None
     predictor = load_predictor(args)
     with tqdm(desc="video", unit="frame", file=sys.stderr) as bar:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.decoding import MEDIA_TYPES as IMAGE_MEDIA_TYPES
 from service.decoding import decode_image
 from service.deps import ModelDep, StateDep
+from service.errors import error_responses
 from service.formats import DEFAULT_FORMAT, FORMATS, FormatName, negotiate
 from service.middleware import PERSONS_STATE_KEY
 from service.schemas import DensePoseResponse, JsonPart, ScoreThreshold, Timings
@@ -50,13 +51,17 @@ class DensePoseOptions(BaseModel):
             "description": f"In the format the format option or else the Accept header "
             f"chooses ({DEFAULT_FORMAT} by default). {_FORMATS_DESCRIBED}",
         },
-        400: {"description": "empty, corrupt or truncated upload"},
-        406: {"description": "the Accept header names no type this endpoint produces"},
-        413: {"description": "upload over the byte limit or image over the pixel limit"},
-        415: {"description": "not a JPEG, PNG, WebP or BMP image"},
-        422: {"description": "invalid query options"},
-        503: {"description": "queue full (Retry-After), shutting down, or not ready"},
-        504: {"description": "no result within the request timeout"},
+        **error_responses(
+            {
+                400: "empty, corrupt or truncated upload",
+                406: "the Accept header names no type this endpoint produces",
+                413: "upload over the byte limit or image over the pixel limit",
+                415: "not a JPEG, PNG, WebP or BMP image",
+                422: "invalid query options",
+                503: "queue full, shutting down, or not ready (Retry-After)",
+                504: "no result within the request timeout",
+            }
+        ),
     },
     openapi_extra={"requestBody": request_body(IMAGE_MEDIA_TYPES.values())},
 )

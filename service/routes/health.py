@@ -2,24 +2,52 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from typing import Literal
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
 
 from service.deps import StateDep
+from service.errors import ServiceError
+from service.state import Status
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness: the process serves HTTP and its model did not fail")
-async def healthz(state: StateDep) -> JSONResponse:
+class Liveness(BaseModel):
+    status: Literal["alive", "failed"]
+    detail: str | None = Field(default=None, description="why loading the model failed")
+
+
+class Readiness(BaseModel):
+    ready: bool
+    status: Status = Field(description="the model's lifecycle: ready once loaded and warmed up")
+    model_id: str | None = Field(default=None, description="once ready: the served model")
+    detail: str | None = Field(default=None, description="why loading the model failed")
+
+
+@router.get(
+    "/healthz",
+    summary="Liveness: the process serves HTTP and its model did not fail",
+    responses={500: {"model": Liveness, "description": "loading the model failed"}},
+)
+async def healthz(state: StateDep, response: Response) -> Liveness:
     if state.status == "failed":
-        return JSONResponse({"status": "failed", "detail": state.failure}, status_code=500)
-    return JSONResponse({"status": "alive"})
+        response.status_code = 500
+        return Liveness(status="failed", detail=state.failure)
+    return Liveness(status="alive")
 
 
-@router.get("/readyz", summary="Readiness: weights loaded and a warm-up forward pass done")
-async def readyz(state: StateDep) -> JSONResponse:
-    if state.status != "ready":
-        detail = {"ready": False, "status": state.status, "detail": state.failure}
-        return JSONResponse(detail, status_code=503, headers={"Retry-After": "1"})
-    return JSONResponse({"ready": True, "model_id": state.model.info.model_id})
+@router.get(
+    "/readyz",
+    summary="Readiness: weights loaded and a warm-up forward pass done",
+    responses={503: {"model": Readiness, "description": "not ready yet (Retry-After)"}},
+)
+async def readyz(state: StateDep, response: Response) -> Readiness:
+    try:
+        model = state.model
+    except ServiceError as not_ready:  # its status and Retry-After, as every route answers them
+        response.status_code = not_ready.status
+        response.headers.update(not_ready.headers)
+        return Readiness(ready=False, status=state.status, detail=state.failure)
+    return Readiness(ready=True, status=state.status, model_id=model.info.model_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from model.temporal import FlowName
 from model.video import VideoOptions
 from service.deps import ModelDep, StateDep, VideoJobsDep
-from service.errors import ServiceError
+from service.errors import ServiceError, error_responses
 from service.formats import FORMATS
 from service.schemas import ScoreThreshold
 from service.settings import Settings
@@ -114,7 +114,10 @@ class JobErrorInfo(BaseModel):
 
 
 class VideoResults(BaseModel):
-    npz: str = Field(description="per-frame parts, U, V and track-id maps; per-person boxes")
+    npz: str = Field(
+        description="per-frame parts, U, V and instance maps; per-person track ids, boxes "
+        "and scores (docs/outputs.md)"
+    )
     parts_mp4: str = Field(description="H.264: part colours and U/V contours over the frames")
     viridis_mp4: str = Field(description="H.264: the part label map in the viridis colours")
 
@@ -172,9 +175,12 @@ def _status(job: VideoJob, request: Request) -> VideoJobStatus:
     )
 
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "no such job (never created, deleted or expired)"}
-}
+_JOB_ERRORS = error_responses(
+    {
+        404: "no such job (never created, deleted or expired)",
+        422: "a malformed request",
+    }
+)
 
 
 @router.post(
@@ -183,12 +189,16 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status_code=202,
     responses={
         202: {"description": "accepted; the Location header is the status URL"},
-        400: {"description": "empty upload, malformed multipart or no 'file' part"},
-        413: {"description": "over the byte, pixel, frame or duration limit"},
-        415: {"description": "not multipart or a video content type, or not a video"},
-        422: {"description": "invalid options, or an unreadable, truncated or empty video"},
-        429: {"description": "as many jobs running and waiting as allowed (Retry-After)"},
-        503: {"description": "not ready, or shutting down"},
+        **error_responses(
+            {
+                400: "empty upload, malformed multipart or no 'file' part",
+                413: "over the byte, pixel, frame or duration limit",
+                415: "not multipart or a video content type, or not a video",
+                422: "invalid options, or an unreadable, truncated or empty video",
+                429: "as many jobs running and waiting as allowed (Retry-After)",
+                503: "not ready, or shutting down",
+            }
+        ),
     },
     openapi_extra={"requestBody": request_body(RAW_MEDIA_TYPES)},
 )
@@ -229,7 +239,7 @@ async def submit_video_job(
     "/densepose/video/{job_id}",
     name=_STATUS_ROUTE,
     summary="A video job's state, progress, timings, error and result links",
-    responses=_NOT_FOUND,
+    responses=_JOB_ERRORS,
 )
 async def video_job_status(job_id: str, request: Request, jobs: VideoJobsDep) -> VideoJobStatus:
     return _status(jobs.get(job_id), request)
@@ -247,7 +257,7 @@ async def video_job_status(job_id: str, request: Request, jobs: VideoJobsDep) ->
             "next batch of frames); the job stays, as cancelled, until it expires",
         },
         204: {"description": "the finished job and its files are removed"},
-        **_NOT_FOUND,
+        **_JOB_ERRORS,
     },
 )
 async def delete_video_job(job_id: str, request: Request, jobs: VideoJobsDep) -> Response:
@@ -268,9 +278,9 @@ def _result_file(jobs: VideoJobs, job_id: str, kind: ResultKind) -> FileResponse
     return FileResponse(path, media_type=_RESULT_MEDIA_TYPES[kind], filename=filename)
 
 
-_RESULT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    409: {"description": "the job is not done (queued, running, failed or cancelled)"},
-    **_NOT_FOUND,
+_RESULT_RESPONSES = {
+    **error_responses({409: "the job is not done (queued, running, failed or cancelled)"}),
+    **_JOB_ERRORS,
 }
 
 

@@ -1,0 +1,13 @@
+"""The network as files other runtimes run: ONNX and OpenVINO IR (``ddp export``).
+
+| module | what it holds |
+|---|---|
+| ``graph`` | ``ExportGraph``: ``DDP.forward`` with only exportable ops (gather / GEMM / scatter) |
+| ``onnx_file`` | the graph -> an ONNX file (``torch.onnx.export``, the dynamo exporter) |
+| ``openvino_file`` | an ONNX file -> OpenVINO IR (``openvino.convert_model``) |
+| ``bundle`` | an export directory (model file + ``export.json``), its key, writing and caching it |
+| ``formats`` | the format names (``onnx``, ``openvino``) |
+
+onnx, onnxscript and openvino (extra ``export``) are imported only inside ``onnx_file`` and
+``openvino_file``, when an export runs.
+"""
