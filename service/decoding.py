@@ -12,6 +12,8 @@ from service.errors import ServiceError
 MEDIA_TYPES = {name: f"image/{name.lower()}" for name in IMAGE_FORMATS}
 """The image formats accepted (Pillow's names) -> the content type a raw (non-multipart)
 upload of that format may declare: image/jpeg, image/png, image/webp, image/bmp."""
+RAW_MEDIA_TYPES = (*MEDIA_TYPES.values(), "application/octet-stream")
+"""Content types a raw (non-multipart) image upload may declare; the bytes decide the format."""
 _ERRORS: dict[ImageProblem, tuple[int, str]] = {
     "empty": (400, "empty_body"),
     "unsupported": (415, "unsupported_image"),

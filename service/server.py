@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -15,17 +17,29 @@ def serve(*, host: str, port: int, log_level: str = "info", **overrides: Any) ->
     """Serve until SIGINT/SIGTERM; settings from ``DDP_*`` with ``overrides`` on top.
 
     On shutdown uvicorn stops accepting connections, lets in-flight requests finish (up to
-    ``drain_timeout_s``), then the lifespan drains the batcher's queue.
+    ``drain_timeout_s``), then the lifespan drains the batcher's queue; after SIGTERM the
+    process then exits with status 0.
     """
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     try:
         check_weights(settings)
     except FileNotFoundError as error:
         raise SystemExit(f"error: {error}") from None
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=max(1, round(settings.drain_timeout_s)),
-    )
+    app = create_app(settings)
+    previous = signal.signal(signal.SIGTERM, _drained)
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            timeout_graceful_shutdown=max(1, round(settings.drain_timeout_s)),
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _drained(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM after the drain: uvicorn handles the signal while it serves, then restores this
+    handler and raises the signal again, which under the default handler would end a clean
+    shutdown with status 143 (killed by SIGTERM)."""

@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
-from service.decoding import MEDIA_TYPES
+from service.decoding import RAW_MEDIA_TYPES
 from service.errors import ServiceError
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -59,6 +60,22 @@ async def limited(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncGenerato
         yield chunk
 
 
+async def read_form(request: Request, *, max_bytes: int) -> FormData:
+    """The multipart form of ``request``, parsed while its body streams and stopped once more
+    than ``max_bytes`` + ``MULTIPART_OVERHEAD_BYTES`` came, whatever the transfer encoding (a
+    chunked body declares no length). Close it after use.
+
+    Raises:
+        ServiceError: 413 over the limit, 400 ``invalid_multipart`` a malformed body.
+    """
+    body = limited(request.stream(), max_bytes + MULTIPART_OVERHEAD_BYTES)
+    parser = MultiPartParser(request.headers, body, max_files=1, max_fields=16)
+    try:
+        return await parser.parse()
+    except MultiPartException as error:
+        raise ServiceError(400, "invalid_multipart", error.message) from error
+
+
 def file_part(form: FormData) -> UploadFile:
     """Raises: ServiceError 400 ``missing_file``."""
     upload = form.get("file")
@@ -88,12 +105,16 @@ async def read_upload(request: Request, *, max_bytes: int) -> bytes:
 
     Raises:
         ServiceError: 413 over the byte limit, 415 a content type that is neither multipart
-            nor one of ``decoding.MEDIA_TYPES``, 400 a multipart body without a ``file`` part.
+            nor one of ``decoding.RAW_MEDIA_TYPES``, 400 a malformed multipart body or one
+            without a ``file`` part.
     """
-    kind = upload_kind(request, max_bytes=max_bytes, media_types=MEDIA_TYPES.values())
+    kind = upload_kind(request, max_bytes=max_bytes, media_types=RAW_MEDIA_TYPES)
     if kind == "multipart":
-        async with request.form(max_files=1, max_fields=16) as form:
+        form = await read_form(request, max_bytes=max_bytes)
+        try:
             data = await file_part(form).read(max_bytes + 1)
+        finally:
+            await form.close()
     else:
         data = b"".join([chunk async for chunk in limited(request.stream(), max_bytes)])
     if len(data) > max_bytes:

@@ -1,7 +1,7 @@
 """Receiving one clip for a video job: a multipart ``file`` or a raw ``video/*`` body, streamed
 to a file and never past the byte limit; its container recognised from its first bytes; then
-probed (frames, fps, size, duration), held to the limits, and a frame near its declared end
-decoded (a truncated file fails there) before any job exists."""
+probed (frames, fps, size, duration), held to the limits, and its packets counted whole (a
+truncated file has too few, or one cut short) before any job exists."""
 
 from __future__ import annotations
 
@@ -9,15 +9,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import cv2
 from fastapi import Request
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from model.video import VideoError, VideoInfo, probe
-from model.video.io import CONTAINERS, container_of
+from model.video.io import CONTAINERS, container_of, whole_packets
 from service.errors import ServiceError
-from service.uploads import MULTIPART_OVERHEAD_BYTES, file_part, limited, upload_kind
+from service.uploads import file_part, limited, read_form, upload_kind
 
 RAW_MEDIA_TYPES = (
     "video/mp4",
@@ -26,6 +24,7 @@ RAW_MEDIA_TYPES = (
     "video/x-matroska",
     "video/x-msvideo",
     "video/avi",
+    "application/octet-stream",
 )
 """Content types a raw (non-multipart) upload may declare; the bytes decide the container."""
 _CHUNK_BYTES = 1024 * 1024
@@ -42,12 +41,7 @@ async def save_upload(request: Request, path: Path, *, max_bytes: int) -> int:
     if upload_kind(request, max_bytes=max_bytes, media_types=RAW_MEDIA_TYPES) == "raw":
         size = await _write(request.stream(), path, max_bytes=max_bytes)
     else:
-        body = limited(request.stream(), max_bytes + MULTIPART_OVERHEAD_BYTES)
-        parser = MultiPartParser(request.headers, body, max_files=1, max_fields=16)
-        try:
-            form = await parser.parse()
-        except MultiPartException as error:
-            raise ServiceError(400, "invalid_multipart", error.message) from error
+        form = await read_form(request, max_bytes=max_bytes)
         try:
             chunks = _read_chunks(file_part(form))
             size = await _write(chunks, path, max_bytes=max_bytes)
@@ -95,8 +89,7 @@ def check_video(
     try:
         info = probe(source)
     except VideoError as error:
-        reason = str(error).removeprefix(f"{source.name}: ")
-        raise ServiceError(422, "invalid_video", f"the {container} upload: {reason}") from error
+        raise _invalid(container, source, error) from error
     pixels = info.width * info.height
     if pixels > max_pixels:
         raise ServiceError(
@@ -115,23 +108,20 @@ def check_video(
             "video_too_long",
             f"{info.duration_s:.2f} s long, more than the limit of {max_seconds:g} s",
         )
-    last = max(0, info.frames - 1 - max(1, info.frames // 50))
-    if not _decodes(source, last):
+    try:
+        packets = whole_packets(source)  # after the limits: a pass over the whole file
+    except VideoError as error:
+        raise _invalid(container, source, error) from error
+    if packets == 0 or packets < info.fewest_frames:
         raise ServiceError(
             422,
             "invalid_video",
-            f"the {container} upload is truncated or corrupt: frame {last + 1} of the "
-            f"{info.frames} it declares does not decode",
+            f"the {container} upload is truncated: {packets} whole frames of the "
+            f"{info.frames} it declares",
         )
     return source, info
 
 
-def _decodes(path: Path, index: int) -> bool:
-    """Whether frame ``index`` decodes: a truncated file fails near its end. The pipeline
-    tolerates a shortfall of 2 % of the declared count (at least one frame), as here."""
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    try:
-        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-        return bool(capture.read()[0])
-    finally:
-        capture.release()
+def _invalid(container: str, source: Path, error: VideoError) -> ServiceError:
+    reason = str(error).removeprefix(f"{source.name}: ")
+    return ServiceError(422, "invalid_video", f"the {container} upload: {reason}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 import pytest
 from google.protobuf import text_format
-from test_export import export_root, spread_tiny_network
+from test_export import export_root, persons_network
 from tritonclient.grpc import model_config_pb2
 
 from model.export.bundle import MODEL_FILES, cached_export
@@ -18,7 +18,7 @@ from model.export.graph import INPUT_NAMES, OUTPUT_NAMES
 from model.paths import CHECKOUT
 
 REPOSITORY = CHECKOUT / "docker" / "triton"
-ONNX_TO_TRITON = {
+ONNX_TO_TRITON: dict[int, str] = {
     onnx.TensorProto.FLOAT: "TYPE_FP32",
     onnx.TensorProto.INT64: "TYPE_INT64",
     onnx.TensorProto.BOOL: "TYPE_BOOL",
@@ -34,7 +34,7 @@ def config() -> model_config_pb2.ModelConfig:
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory: pytest.TempPathFactory) -> onnx.GraphProto:
-    model, network_config = spread_tiny_network()
+    model, network_config = persons_network()
     directory = cached_export(model, network_config, "onnx", root=export_root(tmp_path_factory))
     return onnx.load(str(directory / MODEL_FILES["onnx"]), load_external_data=False).graph
 
@@ -50,9 +50,7 @@ def _declared(tensors: list[onnx.ValueInfoProto]) -> list[tuple[str, str, list[i
 
 
 def _configured(tensors: list[model_config_pb2.ModelInput]) -> list[tuple[str, str, list[int]]]:
-    return [
-        (t.name, model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in tensors
-    ]
+    return [(t.name, model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in tensors]
 
 
 def test_the_repository_has_the_layout_triton_loads(config: model_config_pb2.ModelConfig) -> None:

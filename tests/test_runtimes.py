@@ -2,8 +2,8 @@
 ``--runtime`` in the CLI, each end to end through ``/densepose`` and ``ddp predict`` against
 eager PyTorch; the ONNX Runtime providers on CUDA (written, untested: no GPU here).
 
-The network is ``tests/test_export.py``'s; its exports are read from the session's export
-cache (made there by whichever test needs them first).
+The network is ``tests/test_export.py``'s ``persons_network``; its exports are read from the
+session's export cache (made there by whichever test needs them first).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from test_export import EXPORTED_RUNTIMES, export_root, spread_tiny_network, toy_images
+from test_export import EXPORTED_RUNTIMES, export_root, persons_network, toy_images
 
 from model.checkpoint import save_checkpoint
 from model.config import tiny_config
@@ -39,7 +39,7 @@ from service.testing import encode
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model, config = spread_tiny_network()
+    model, config = persons_network()
     return save_checkpoint(model, config, tmp_path_factory.mktemp("net") / "net.safetensors")
 
 
@@ -70,10 +70,11 @@ def _answer(client: TestClient, image: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _assert_same_answer(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray]) -> None:
-    """Same persons (boxes within 1e-3 relative), part labels equal on >= 99.9 % of the labelled
-    pixels, U and V within 2e-3 where they agree (1e-3 plus the NPZ's float16 rounding)."""
+    """Same persons (boxes within 1e-3 relative, scores within 0.5 %: see test_export.py), part
+    labels equal on >= 99.9 % of the labelled pixels, U and V within 2e-3 where they agree
+    (1e-3 plus the NPZ's float16 rounding)."""
     np.testing.assert_allclose(actual["person_box_xyxy"], expected["person_box_xyxy"], rtol=1e-3)
-    np.testing.assert_allclose(actual["person_score"], expected["person_score"], rtol=1e-4)
+    np.testing.assert_allclose(actual["person_score"], expected["person_score"], rtol=5e-3)
     labelled = (expected["parts"] > 0) | (actual["parts"] > 0)
     same = (expected["parts"] == actual["parts"]) & labelled
     assert same.sum() >= 0.999 * labelled.sum()
@@ -119,8 +120,7 @@ def test_the_service_runs_the_runtime_it_is_given(
         info = client.get("/v1/model").json()
         assert info["runtime"] == runtime and info["runtime_detail"].startswith(runtime)
         actual = [_answer(client, image) for image in images]
-    counts = [len(answer["person_score"]) for answer in expected]
-    assert counts[0] == 0 and sum(counts) >= 4  # the blank image first, then the scenes
+    assert min(len(answer["person_score"]) for answer in expected) >= 2
     for one, other in zip(expected, actual, strict=True):
         _assert_same_answer(one, other)
 

@@ -169,6 +169,14 @@ def test_bad_upload(client: TestClient, png: bytes, name: str) -> None:
     assert post(client, png).status_code == 200
 
 
+def test_a_raw_octet_stream_body_is_sniffed(client: TestClient, png: bytes) -> None:
+    headers = {"content-type": "application/octet-stream"}
+    answer = client.post("/densepose", content=png, headers=headers)
+    assert answer.status_code == 200, answer.text
+    not_an_image = client.post("/densepose", content=b"hello, world" * 10, headers=headers)
+    assert_error(not_an_image, 415, "unsupported_image")
+
+
 def test_wrong_content_type(client: TestClient, png: bytes) -> None:
     response = client.post("/densepose", content=png, headers={"content-type": "text/plain"})
     assert_error(response, 415, "unsupported_media_type")

@@ -3,9 +3,11 @@ graceful shutdown, and a real Prometheus server scraping it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -150,6 +152,38 @@ def test_graceful_shutdown_finishes_accepted_requests(weights: Path, tmp_path: P
         assert service.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
     assert [r.status_code for r in responses] == [200] * len(IMAGES)
     assert "Traceback" not in service.log
+
+
+def test_ddp_serve_exits_0_after_draining_on_sigterm(weights: Path, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "service.cli", "serve", "--weights", str(weights)]
+    command += ["--device", "cpu", "--host", "127.0.0.1", "--port", url.rpartition(":")[2]]
+    env = os.environ | {"DDP_TORCH_THREADS": "1", "DDP_MAX_BATCH_SIZE": "1"}
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    try:
+        until(lambda: process.poll() is not None or _ready(url))
+        assert process.poll() is None, log_path.read_text()
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(post_concurrently, url, IMAGES[:3])
+            accepted = partial(metric, url, "ddp_queue_wait_seconds_count")
+            until(lambda: accepted() + metric(url, "ddp_queue_depth") >= 3)
+            process.send_signal(signal.SIGTERM)
+            assert [r.status_code for r in pending.result()] == [200] * 3
+        assert process.wait(60) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in log_path.read_text()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 PROMETHEUS = shutil.which("prometheus")

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 import service.video_jobs
 from model.video import VideoCancelled, VideoError
+from model.video.io import H264Writer
 from service.app import create_app
 from service.settings import Settings
 from service.testing import random_image, tiny_checkpoint
@@ -49,6 +50,16 @@ def write_clip(
     for index in range(frames):
         writer.write(np.ascontiguousarray(base[:, index : index + width]))
     writer.release()
+    return path.read_bytes()
+
+
+def write_h264(path: Path) -> bytes:
+    """A clip of moving noise as a ``faststart`` H.264 MP4 (its index first, as phones and
+    streaming tools write); its bytes."""
+    base = random_image(0, HEIGHT, WIDTH + FRAMES)
+    with H264Writer(path, width=WIDTH, height=HEIGHT, fps=FPS) as writer:
+        for index in range(FRAMES):
+            writer.write(np.ascontiguousarray(base[:, index : index + WIDTH]))
     return path.read_bytes()
 
 
@@ -138,8 +149,7 @@ def test_clip_to_results_end_to_end(client: TestClient, clip: bytes, tmp_path: P
     assert response.status_code == 202, response.text
     body = response.json()
     job_id = body["job_id"]
-    assert response.headers["location"] == body["status_url"]
-    assert body["status_url"].endswith(f"/densepose/video/{job_id}")
+    assert response.headers["location"] == body["status_url"] == f"/densepose/video/{job_id}"
 
     seen = wait_for(client, job_id, finished)
     status = seen[-1]
@@ -160,6 +170,11 @@ def test_clip_to_results_end_to_end(client: TestClient, clip: bytes, tmp_path: P
     assert status["error"] is None and status["cancel_requested"] is False
     assert status["timings"]["running_s"] > 0 and status["timings"]["stages"]
     assert 0 < status["expires_in_s"] <= 3600
+    assert status["results"] == {
+        "npz": f"/densepose/video/{job_id}/result.npz",
+        "parts_mp4": f"/densepose/video/{job_id}/parts.mp4",
+        "viridis_mp4": f"/densepose/video/{job_id}/viridis.mp4",
+    }  # paths on this service, whatever Host the client sent
 
     npz = client.get(status["results"]["npz"])
     assert npz.status_code == 200 and npz.headers["content-type"] == "application/x-npz"
@@ -273,17 +288,38 @@ def test_cancel_a_running_job(
     assert_error(client.delete(f"/densepose/video/{job_id}"), 404, "job_not_found")
 
 
+@pytest.mark.parametrize("declared", ["video/x-msvideo", "application/octet-stream"])
 def test_raw_body_upload_is_accepted(
-    client: TestClient, clip: bytes, blocking: BlockingPipeline
+    client: TestClient, clip: bytes, blocking: BlockingPipeline, declared: str
 ) -> None:
-    response = client.post(
-        "/densepose/video", content=clip, headers={"content-type": "video/x-msvideo"}
-    )
+    response = client.post("/densepose/video", content=clip, headers={"content-type": declared})
     assert response.status_code == 202, response.text
     assert client.delete(response.headers["location"]).status_code == 202
     job_id = response.json()["job_id"]
     assert wait_for(client, job_id, finished)[-1]["state"] == "cancelled"
     assert client.delete(f"/densepose/video/{job_id}").status_code == 204
+
+
+def test_job_urls_are_paths_whatever_host_the_client_sends(
+    client: TestClient, clip: bytes, blocking: BlockingPipeline
+) -> None:
+    headers = {"host": "evil.example.com", "x-forwarded-host": "evil.example.com"}
+    files = {"file": ("clip", clip, "video/avi")}
+    response = client.post("/densepose/video", files=files, headers=headers)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    assert response.headers["location"] == f"/densepose/video/{job_id}"
+    assert response.json()["status_url"] == f"/densepose/video/{job_id}"
+    assert client.delete(response.headers["location"]).status_code == 202
+    assert wait_for(client, job_id, finished)[-1]["state"] == "cancelled"
+    assert client.delete(f"/densepose/video/{job_id}").status_code == 204
+
+
+def test_a_405_allows_every_method_of_the_path(client: TestClient) -> None:
+    response = client.options("/densepose/video/0123456789abcdef")
+    assert_error(response, 405, "http_405")
+    assert response.headers["allow"] == "DELETE, GET"
+    assert client.put("/densepose/video").headers["allow"] == "POST"
 
 
 def test_a_job_batches_frames_as_the_model_batches_requests(
@@ -367,12 +403,16 @@ def _bad_uploads(tmp_path: Path) -> dict[str, tuple[bytes, int, str]]:
         return write_clip(tmp_path / name, **options)
 
     mp4, avi = clip("clip.mp4", fourcc="mp4v"), clip("clip.avi")
+    h264 = write_h264(tmp_path / "faststart.mp4")
     return {
         "empty": (b"", 400, "empty_body"),
         "not_a_video": (b"hello, world" * 100, 415, "unsupported_video"),
         "zero_frames": (clip("none.avi", frames=0), 422, "invalid_video"),
         "truncated_mp4": (mp4[: len(mp4) // 2], 422, "invalid_video"),  # no index: unreadable
         "truncated_avi": (avi[: len(avi) // 2], 422, "invalid_video"),  # 4 of its 8 frames
+        # index first: it probes, and 3 of its 8 frames are whole
+        "truncated_faststart_mp4": (h264[: len(h264) * 7 // 10], 422, "invalid_video"),
+        "mp4_cut_in_its_last_frame": (h264[:-16], 422, "invalid_video"),
         "over_byte_limit": (b"RIFF" + bytes(MAX_BYTES), 413, "upload_too_large"),
         "too_many_frames": (clip("long.avi", frames=MAX_FRAMES + 1), 413, "too_many_frames"),
         "too_many_pixels": (clip("wide.avi", width=2 * WIDTH), 413, "too_many_pixels"),
@@ -386,8 +426,10 @@ def test_bad_uploads(client: TestClient, tmp_path: Path) -> None:
         response = post(client, data)
         assert response.status_code == status, (name, response.text)
         assert response.json()["error"]["code"] == code, name
-        raw = client.post("/densepose/video", content=data, headers={"content-type": "video/mp4"})
-        assert raw.json()["error"]["code"] == code, name
+        for declared in ("video/mp4", "application/octet-stream"):
+            headers = {"content-type": declared}
+            raw = client.post("/densepose/video", content=data, headers=headers)
+            assert raw.json()["error"]["code"] == code, (name, declared)
         assert job_files(client) == before, name
 
 

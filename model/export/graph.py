@@ -213,23 +213,30 @@ class ExportGraph(nn.Module):
         iou = torch.where(image_index[:, None] == image_index[None, :], iou, 0.0)
         better = torch.ones_like(iou, dtype=torch.bool).triu(diagonal=1)  # [i, j]: i before j
         upper = torch.where(better, iou, 0.0)
-        compensation = torch.cat([upper, torch.zeros_like(upper[:1])]).max(dim=0).values
+        compensation = torch.cat([upper, upper.new_zeros(1, upper.shape[1])]).max(dim=0).values
         decay = torch.exp(
             -self.model.detection.mask_nms_sigma * (upper**2 - compensation[:, None] ** 2)
         )
         decay = torch.where(better, decay, 1.0)
-        return torch.cat([decay, torch.ones_like(decay[:1])]).min(dim=0).values
+        return torch.cat([decay, decay.new_ones(1, decay.shape[1])]).min(dim=0).values
 
     def instance_regions(self, probabilities: Tensor) -> Tensor:
-        """``DDP.instance_regions``: (N, h, w) probabilities -> (N, h, w) bool regions."""
+        """``DDP.instance_regions``: (N, h, w) probabilities -> (N, h, w) bool regions.
+
+        The dilation is the maximum over the shifted masks rather than a max-pool, which
+        OpenVINO refuses on a batch (or channels) of zero persons.
+        """
         regions = probabilities > self.model.detection.mask_threshold
         dilation = self.model.region_dilation
         if dilation == 0:
             return regions
-        dilated = F.max_pool2d(
-            regions[:, None].float(), 2 * dilation + 1, stride=1, padding=dilation
-        )
-        return dilated[:, 0] > 0
+        height, width = regions.shape[-2:]
+        padded = F.pad(regions.float(), (dilation, dilation, dilation, dilation))
+        size = 2 * dilation + 1
+        shifted = [
+            padded[:, dy : dy + height, dx : dx + width] for dy in range(size) for dx in range(size)
+        ]
+        return torch.stack(shifted).amax(dim=0) > 0
 
 
 def sparse_iuv_branch(

@@ -44,7 +44,7 @@ def export_onnx(model: DDP, config: DDPConfig, path: Path) -> None:
     smallest padded input side it accepts is 2 x ``size_divisibility`` (64 px): a side of one
     step would be traced as a special case.
     """
-    graph = ExportGraph(copy.deepcopy(model).cpu().eval())
+    graph = ExportGraph(copy.deepcopy(model).cpu()).eval()
     steps = {name: Dim(name, min=2, max=MAX_SIDE_STEPS) for name in ("height_steps", "width_steps")}
     divisor = config.input.size_divisibility
     batch = Dim("batch", min=1, max=MAX_BATCH)

@@ -1,4 +1,5 @@
-"""Video files in and out: probe, RGB frame iterator (OpenCV), H.264 MP4 writer (PyAV).
+"""Video files in and out: probe, RGB frame iterator (OpenCV), whole-packet count and H.264
+MP4 writer (PyAV).
 
 Decoding uses OpenCV's FFmpeg backend (a core dependency). Writing needs PyAV (extra
 ``video``): its wheels bundle FFmpeg with libx264, and the MP4s are H.264 in yuv420p with the
@@ -40,6 +41,12 @@ class VideoInfo:
     @property
     def duration_s(self) -> float:
         return self.frames / self.fps
+
+    @property
+    def fewest_frames(self) -> int:
+        """The fewest frames a complete file yields: the count less 2 % (at least one), room
+        for containers whose count is an estimate; fewer means truncated or corrupt."""
+        return self.frames - max(1, self.frames // 50)
 
 
 def _open(path: Path) -> cv2.VideoCapture:
@@ -96,6 +103,41 @@ def probe(path: str | Path) -> VideoInfo:
     return VideoInfo(frames=int(frames), fps=float(fps), width=width, height=height)
 
 
+def _pyav(purpose: str) -> Any:
+    """The ``av`` module; RuntimeError saying how to install it where it is missing."""
+    try:
+        import av
+    except ImportError:
+        raise RuntimeError(
+            f"{purpose} needs PyAV: pip install -e '.[video]' (or pip install av)"
+        ) from None
+    return av
+
+
+def whole_packets(path: str | Path) -> int:
+    """How many packets of the first video stream the file holds whole, read without decoding
+    (a pass over the file that costs little next to decoding it). A file cut short has fewer
+    than ``probe``'s frame count, or a packet cut short. Needs PyAV (extra ``video``).
+
+    Raises:
+        VideoError: the file cannot be demuxed, has no video stream, or a packet is cut short.
+    """
+    av = _pyav("checking a video's packets")
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path.name}: no video stream")
+            count = 0
+            for packet in container.demux(container.streams.video[0]):
+                if packet.is_corrupt:
+                    raise VideoError(f"{path.name}: truncated: packet {count + 1} is cut short")
+                count += packet.size > 0  # the demuxer ends with an empty flush packet
+    except av.FFmpegError as error:
+        raise VideoError(f"{path.name}: cannot be demuxed ({error})") from error
+    return count
+
+
 def read_frames(path: str | Path) -> Iterator[np.ndarray]:
     """The frames of a video in order, each (H, W, 3) uint8 RGB; stops where decoding stops
     (compare the count with ``probe`` to detect truncation)."""
@@ -136,12 +178,7 @@ class H264Writer:
         crf: int = 18,
         preset: str = "fast",
     ) -> None:
-        try:
-            import av
-        except ImportError:
-            raise RuntimeError(
-                "writing MP4 needs PyAV: pip install -e '.[video]' (or pip install av)"
-            ) from None
+        av = _pyav("writing MP4")
         if width < 1 or height < 1:
             raise ValueError(f"need a positive frame size, got {width}x{height}")
         self.path = Path(path)

@@ -249,8 +249,7 @@ def process_video(
             written += 1
             if progress is not None:
                 progress(written, max(info.frames, written))
-        tolerated = max(1, info.frames // 50)
-        if written == 0 or written < info.frames - tolerated:
+        if written == 0 or written < info.fewest_frames:
             raise VideoError(
                 f"{source.name}: truncated or corrupt: decoded {written} of the "
                 f"{info.frames} frames it declares"

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.decoding import MEDIA_TYPES as IMAGE_MEDIA_TYPES
+from service.decoding import RAW_MEDIA_TYPES as IMAGE_MEDIA_TYPES
 from service.decoding import decode_image
 from service.deps import ModelDep, StateDep
 from service.errors import error_responses
@@ -63,7 +63,7 @@ class DensePoseOptions(BaseModel):
             }
         ),
     },
-    openapi_extra={"requestBody": request_body(IMAGE_MEDIA_TYPES.values())},
+    openapi_extra={"requestBody": request_body(IMAGE_MEDIA_TYPES)},
 )
 async def densepose(
     request: Request,

@@ -86,7 +86,7 @@ class VideoJobOptions(BaseModel):
 
 class VideoJobAccepted(BaseModel):
     job_id: str
-    status_url: str
+    status_url: str = Field(description="the job's status: a path on this service (relative URL)")
 
 
 class ClipInfo(BaseModel):
@@ -137,6 +137,12 @@ class VideoJobStatus(BaseModel):
     )
 
 
+def _job_path(request: Request, route_name: str, job_id: str) -> str:
+    """The absolute path (the app's root path included) of a job's route: a relative URL, so
+    that no header the client sends (``Host``, ``X-Forwarded-*``) can point it elsewhere."""
+    return request.scope.get("root_path", "") + request.app.url_path_for(route_name, job_id=job_id)
+
+
 def _status(job: VideoJob, request: Request) -> VideoJobStatus:
     now = time.monotonic()
     end = job.finished_at if job.finished_at is not None else now
@@ -145,10 +151,7 @@ def _status(job: VideoJob, request: Request) -> VideoJobStatus:
     results = None
     if job.state == "done":
         results = VideoResults(
-            **{
-                kind: str(request.url_for(f"video_{kind}", job_id=job.id))
-                for kind in _RESULT_MEDIA_TYPES
-            }
+            **{kind: _job_path(request, f"video_{kind}", job.id) for kind in _RESULT_MEDIA_TYPES}
         )
     video = job.video
     return VideoJobStatus(
@@ -188,7 +191,10 @@ _JOB_ERRORS = error_responses(
     summary="Start a dense pose job on a video clip (MP4, MOV, WebM or AVI)",
     status_code=202,
     responses={
-        202: {"description": "accepted; the Location header is the status URL"},
+        202: {
+            "description": "accepted; the Location header is the status URL (a path on this "
+            "service)"
+        },
         **error_responses(
             {
                 400: "empty upload, malformed multipart or no 'file' part",
@@ -230,7 +236,7 @@ async def submit_video_job(
             predictor=model.predictor,
             run_model=model.batcher.run_in_model_thread,
         )
-    status_url = str(request.url_for(_STATUS_ROUTE, job_id=job.id))
+    status_url = _job_path(request, _STATUS_ROUTE, job.id)
     response.headers["Location"] = status_url
     return VideoJobAccepted(job_id=job.id, status_url=status_url)
 
