@@ -14,7 +14,7 @@ TORCH_INDEX_URL ?=
 # The extras of each use (pyproject.toml), one stamp file per set, so that a venv made to serve
 # never gets the test, data or benchmark tools.
 EXTRAS_serve := service,video
-EXTRAS_test := spconv,service,video,eval,bench,data,load,dev
+EXTRAS_test := spconv,service,video,eval,bench,data,load,export,dev
 EXTRAS_train := data,eval,photos
 EXTRAS_bench := spconv,bench
 stamp = $(VENV)/.installed-$(1)
