@@ -81,41 +81,6 @@ train: photos
 		--out runs/world-long --export weights/ddp_default.safetensors
 
 bench: $(call stamp,bench)
-# A development venv: what the tests and the linters need.
-setup: setup-test
-
-demo: $(call stamp,serve)
-	$(BIN)/ddp predict examples/synthetic_scene.jpg --out out/demo $(DEMO_FLAGS)
-
-serve: $(call stamp,serve)
-	$(BIN)/ddp serve --host 127.0.0.1 --port 8000 $(SERVE_FLAGS)
-
-test: $(call stamp,test)
-	$(BIN)/python -m pytest -q
-
-test-fast: $(call stamp,test)
-	$(BIN)/python -m pytest -q -m "not slow"
-
-lint: $(call stamp,test)
-	$(BIN)/ruff check .
-	$(BIN)/mypy
-	$(BIN)/lint-imports
-
-# The training recipe of the shipped weights (docs/results.md), two resumable stages (run it
-# again to continue): stage 1 trains from ImageNet on the plain synthetic engine (4,000 images,
-# 1,000 steps; the former shipped weights), stage 2 continues on the world engine (real
-# person-free photographs from the training pool, occluders, camera effects, 10 % person-free
-# images; 2,500 images, 600 steps, backbone stages 1-2 frozen), then chooses the detection
-# threshold and mask NMS on a validation set, scores the held-out set and the real photos, and
-# writes weights/ddp_default.safetensors. Rendered sets are cached in .cache/datasets.
-STAGE1_FLAGS ?= --config default --engine plain --steps 1000 --calibration-images 0
-STAGE2_FLAGS ?= --config default --engine world --train-images 2500 --steps 600 --frozen-stages 2
-train: photos
-	$(BIN)/ddp recipe $(STAGE1_FLAGS) --out runs/plain
-	$(BIN)/ddp recipe $(STAGE2_FLAGS) --init-weights runs/plain/final.safetensors \
-		--out runs/world --export weights/ddp_default.safetensors
-
-bench: $(call stamp,bench)
 	$(BIN)/python -m benchmarks.stages --out docs/benchmarks
 	$(BIN)/python -m benchmarks.sparse_vs_dense --out docs/benchmarks
 
