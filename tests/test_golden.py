@@ -10,6 +10,7 @@ regenerate with ``python tests/test_golden.py`` and commit the files with the we
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -36,7 +37,10 @@ def _weights_sha256() -> str:
 
 
 def _predict(out_dir: Path) -> None:
-    assert main(["predict", str(EXAMPLE), "--out", str(out_dir), "--device", "cpu"]) == 0
+    # From the checkout, with a relative path: the JSON records the input as given.
+    with contextlib.chdir(CHECKOUT):
+        example = str(EXAMPLE.relative_to(CHECKOUT))
+        assert main(["predict", example, "--out", str(out_dir), "--device", "cpu"]) == 0
 
 
 @pytest.fixture(scope="module")
