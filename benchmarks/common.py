@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from model.device import cpu_info
+
 Seconds = dict[str, float]
 """Seconds per stage of one run of a case."""
 X_AGG_STRIDE = 4
@@ -94,6 +96,11 @@ def interleaved(
     return samples
 
 
+def matmul_flops(matmul: tuple[Tensor, Tensor]) -> float:
+    """FLOPs of ``torch.mm(*matmul)``: 2 m k n (the reference rate's numerator)."""
+    return float(2 * matmul[0].shape[0] * matmul[0].shape[1] * matmul[1].shape[1])
+
+
 def medians(samples: Sequence[Seconds]) -> Seconds:
     """Median seconds of each stage over the runs, plus ``total`` (median of run totals)."""
     stages = list(samples[0])
@@ -159,22 +166,14 @@ def environment(*, module: str, argv: Sequence[str], threads: int) -> dict[str, 
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m", module, *argv]),
-        "cpu": _cpu_name(),
+        "cpu": cpu_info().name,
+        "cpu_capability": cpu_info().capability,
         "logical_cpus": len(os.sched_getaffinity(0)),
         "torch_threads": threads,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "load_average_start": [round(v, 2) for v in os.getloadavg()],
     }
-
-
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def write_outputs(

@@ -49,6 +49,7 @@ from benchmarks.common import (
     image_size,
     interleaved,
     markdown_table,
+    matmul_flops,
     medians,
     person_masks,
     whole,
@@ -204,10 +205,6 @@ def noisy(row: dict[str, Any]) -> bool:
     return any(
         statistics.median(runs) > NOISY_ABOVE_MIN * min(runs) for runs in row["samples_s"].values()
     )
-
-
-def matmul_flops(matmul: tuple[Tensor, Tensor]) -> float:
-    return float(2 * matmul[0].shape[0] * matmul[0].shape[1] * matmul[1].shape[1])
 
 
 def calibrate(matmul: tuple[Tensor, Tensor], *, repeats: int) -> float:

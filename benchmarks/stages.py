@@ -22,6 +22,12 @@ stride-8 FCOS location nearest each person's centroid; its logits are then repla
 +-8 logits of the synthetic masks, which drive M_fg, IAN's regions and post-processing; the
 boxes are the masks' bounding boxes, the scores 0.9. The input is one random image of exactly
 short_side x max_side pixels, prepared (normalised, padded) once outside the timing.
+
+How close to the machine's limit: each stage's FLOPs are counted once
+(``torch.utils.flop_counter.FlopCounterMode``: convolutions and matrix products, the sparse
+branch's gather-GEMMs among them; element-wise work, gathers and NMS count nothing) and
+divided by its median seconds, against a ``--matmul-size`` squared float32 matmul (the stages'
+precision) timed in the same interleaved rounds.
 """
 
 from __future__ import annotations
@@ -32,11 +38,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import (
     X_AGG_STRIDE,
@@ -46,8 +53,10 @@ from benchmarks.common import (
     environment,
     interleaved,
     markdown_table,
+    matmul_flops,
     medians,
     person_masks,
+    whole,
     write_outputs,
 )
 from model.config import DDPConfig, InstanceConfig, get_config
@@ -63,6 +72,36 @@ DEFAULT_REPEATS = {"tiny": 20, "default": 10, "r50": 5}
 """Timed runs per config (after one warm-up run) unless ``--repeats`` is given."""
 MASK_LOGIT = 8.0
 FORCED_SCORE = 0.9
+MATMUL = "matmul"
+
+
+class Laps(Protocol):
+    """What :func:`forward_by_stage` marks the end of each stage on."""
+
+    def lap(self, stage: str) -> None: ...
+
+
+class FlopLaps:
+    """``lap(name)`` books the FLOPs ``counter`` counted since the previous lap."""
+
+    def __init__(self, counter: FlopCounterMode) -> None:
+        self.counter = counter
+        self.flops: dict[str, int] = {}
+        self._last = 0
+
+    def lap(self, stage: str) -> None:
+        total = self.counter.get_total_flops()
+        self.flops[stage] = self.flops.get(stage, 0) + total - self._last
+        self._last = total
+
+
+def stage_flops(run: Any) -> dict[str, int]:
+    """FLOPs of each stage of one ``run(laps)``."""
+    counter = FlopCounterMode(display=False)
+    laps = FlopLaps(counter)
+    with counter:
+        run(laps)
+    return laps.flops
 
 
 @dataclass
@@ -136,7 +175,7 @@ def force_persons(
 
 def forward_by_stage(
     model: DDP, batch: PreparedBatch, persons: ForcedPersons, instance: InstanceConfig,
-    clock: StageClock,
+    clock: Laps,
 ) -> int:
     """One forward pass + post-processing, a lap per stage; the number of persons that
     ``select_detections`` found on its own."""
@@ -174,7 +213,8 @@ def forward_by_stage(
 
 
 def benchmark_config(
-    config: DDPConfig, *, repeats: int, persons: int, fraction: float
+    config: DDPConfig, *, repeats: int, persons: int, fraction: float,
+    matmul: tuple[Tensor, Tensor],
 ) -> dict[str, Any]:
     model = build_ddp(config, load_pretrained=False).eval()
     height, width = config.input.short_side, config.input.max_side
@@ -182,8 +222,13 @@ def benchmark_config(
     forced = force_persons(model, batch, persons=persons, fraction=fraction)
     run = partial(forward_by_stage, model, batch, forced, config.instance)
     found = run(StageClock())  # also the warm-up run
-    samples = interleaved({config.name: run}, repeats=repeats, warmup=0)[config.name]
+    flops = stage_flops(run)
+    cases = {config.name: run, MATMUL: whole(lambda: torch.mm(*matmul))}
+    both = interleaved(cases, repeats=repeats, warmup=0)
+    samples = both[config.name]
     median = medians(samples)
+    matmul_gflops = matmul_flops(matmul) / medians(both[MATMUL])["total"] / 1e9
+    gflops = {stage: flops.get(stage, 0) / median[stage] / 1e9 for stage in STAGES}
     totals = [sum(sample.values()) for sample in samples]
     stage_sum = sum(median[stage] for stage in STAGES)
     return {
@@ -200,6 +245,10 @@ def benchmark_config(
         "share": {stage: median[stage] / stage_sum for stage in STAGES},
         "total_min_s": min(totals),
         "total_max_s": max(totals),
+        "gflop": {stage: flops.get(stage, 0) / 1e9 for stage in STAGES},
+        "gflops": gflops,
+        "matmul_gflops": matmul_gflops,
+        "of_matmul": {stage: gflops[stage] / matmul_gflops for stage in STAGES},
     }
 
 
@@ -225,7 +274,29 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"# Forward time by stage\n\n{describe(report['environment'])}\n\n"
         "Median seconds per stage (batch 1, inference mode) and share of the sum of the "
         f"stage medians. Inputs: {inputs}. Persons are forced, see "
-        "`benchmarks/stages.py`.\n\n" + markdown_table(headers, rows)
+        "`benchmarks/stages.py`.\n\n" + markdown_table(headers, rows) + _limit_markdown(report)
+    )
+
+
+def _limit_markdown(report: dict[str, Any]) -> str:
+    """Achieved GFLOP/s of each stage and its share of the matmul's, per config."""
+    results = report["results"]
+    headers = ["stage", *(f"{r['config']} GFLOP" for r in results)]
+    headers += [f"{r['config']} GFLOP/s (% of matmul)" for r in results]
+    rows = []
+    for stage in STAGES:
+        rows.append([
+            stage, *(f"{r['gflop'][stage]:.2f}" for r in results),
+            *(f"{r['gflops'][stage]:.1f} ({100 * r['of_matmul'][stage]:.0f} %)" for r in results),
+        ])  # fmt: skip
+    matmuls = ", ".join(f"{r['config']} {r['matmul_gflops']:.1f}" for r in results)
+    return (
+        "\n## How close to the limit\n\n"
+        "FLOPs per stage from `torch.utils.flop_counter.FlopCounterMode` (convolutions and "
+        "matrix products only: element-wise work, gathers, NMS and post-processing count "
+        "nothing, so those stages read low), over the stage's median seconds, against a "
+        f"{report['matmul_size']}² float32 matmul timed in the same interleaved rounds "
+        f"(GFLOP/s: {matmuls}).\n\n" + markdown_table(headers, rows)
     )
 
 
@@ -264,6 +335,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--persons", type=int, default=3)
     parser.add_argument("--fraction", type=float, default=0.25, help="foreground of X_agg")
+    parser.add_argument(
+        "--matmul-size", type=int, default=2048, help="the reference float32 matmul's side"
+    )
     return parser.parse_args(argv)
 
 
@@ -274,15 +348,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     configure_torch(args.threads)
     env = environment(module=MODULE, argv=argv, threads=args.threads)
     results = []
+    matmul = (torch.randn(args.matmul_size, args.matmul_size),) * 2
     with torch.inference_mode():
         for name in args.configs:
             repeats = args.repeats or DEFAULT_REPEATS.get(name, 5)
             config = get_config(name)
             print(f"{name}: {repeats} runs at {config.input.short_side}x{config.input.max_side}")
             results.append(benchmark_config(
-                config, repeats=repeats, persons=args.persons, fraction=args.fraction
+                config, repeats=repeats, persons=args.persons, fraction=args.fraction,
+                matmul=matmul,
             ))
-    report = {"environment": env, "stages": list(STAGES), "results": results}
+    report = {
+        "environment": env, "stages": list(STAGES), "matmul_size": args.matmul_size,
+        "results": results,
+    }  # fmt: skip
     write_outputs(args.out, "stages", report, markdown=render_markdown, plot=plot)
     return report
 

@@ -18,6 +18,12 @@ requests, other status codes and transport errors; overall: every non-503 5xx (m
 the server's refusals by reason, and recovery: seconds from the end of the overload until
 the queue is back to its ``before`` level, and until accepted latency (by send time, 1 s
 bins) stays within 1.5 x the ``before`` p99 with no 503s. Writes ``overload.{json,md,png}``.
+
+``--storm-clients N`` (e.g. 64; 0: none) adds a retry storm after the step: N closed-loop
+clients that ignore ``Retry-After`` and resend at once for ``--storm-s`` seconds (issue 17's
+case: the served rate collapsed when every 503 cost a read and a decode). Reported: served
+requests per second and their share of the sustainable rate (the target: at least 0.9), and
+the median latency of a 503 (the target: under 5 ms).
 """
 
 from __future__ import annotations
@@ -127,6 +133,44 @@ async def drive(
         return outcomes, await sampler
 
 
+def storm(
+    url: str, files: Mapping[str, Any], *, clients: int, seconds: float
+) -> dict[str, float]:
+    """``clients`` closed-loop clients resending at once whatever the answer (Retry-After
+    ignored) for ``seconds``: served (2xx) per second, the 503s and their median latency."""
+
+    async def client_loop(
+        client: httpx.AsyncClient, deadline: float
+    ) -> tuple[int, list[float]]:
+        served, refusals = 0, []
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            status = (await client.post("/densepose", files=files)).status_code
+            served += 200 <= status < 300
+            if status == 503:
+                refusals.append(time.perf_counter() - start)
+        return served, refusals
+
+    async def run() -> dict[str, float]:
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+            start = time.perf_counter()
+            results = await asyncio.gather(
+                *(client_loop(client, start + seconds) for _ in range(clients))
+            )
+            elapsed = time.perf_counter() - start
+        refusals = [s for _, mine in results for s in mine]
+        return {
+            "clients": clients,
+            "seconds": elapsed,
+            "served_rps": sum(served for served, _ in results) / elapsed,
+            "refused": len(refusals),
+            "refused_p50_s": _percentile(refusals, 50),
+        }
+
+    return asyncio.run(run())
+
+
 def probe(url: str, files: Mapping[str, Any], *, clients: int, seconds: float) -> float:
     """Requests per second that ``clients`` closed-loop clients get answered (2xx)."""
 
@@ -233,6 +277,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         for p in report["phases"]
     ]
     rec = report["recovery"]
+    storm_line = ""
+    if report.get("storm"):
+        st = report["storm"]
+        storm_line = (
+            f"* retry storm: {st['clients']} clients ignoring Retry-After for "
+            f"{st['seconds']:.0f} s: {st['served_rps']:.2f} served/s = "
+            f"{st['served_rps'] / sustainable:.2f} x the sustainable rate (target >= 0.9); "
+            f"{st['refused']} 503s, median {1000 * st['refused_p50_s']:.1f} ms (target < 5)\n"
+        )
 
     def seconds(value: float | None) -> str:
         return "not within the after phase" if value is None else f"{value:.1f} s"
@@ -250,7 +303,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"* server refusals by reason: {report['server_rejections']}\n"
         f"* queue back to its before level: {seconds(rec['queue_drained_s'])} after the step "
         f"down; latency back within {RECOVERY_LATENCY_FACTOR}x the before p99 (no 503s): "
-        f"{seconds(rec['latency_recovered_s'])}\n"
+        f"{seconds(rec['latency_recovered_s'])}\n" + storm_line
     )
 
 
@@ -311,6 +364,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--timeout-s", type=float, default=120.0, help="client timeout")
     parser.add_argument("--sample-s", type=float, default=0.5, help="queue depth sampling")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--storm-clients", type=int, default=0, help="retry storm; 0: none")
+    parser.add_argument("--storm-s", type=float, default=60.0)
     return parser.parse_args(argv)
 
 
@@ -343,6 +398,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     )
     metrics_after = scrape(args.host)
+    storm_report = (
+        storm(args.host, files, clients=args.storm_clients, seconds=args.storm_s)
+        if args.storm_clients
+        else None
+    )
     reasons = ("queue_full", "deadline", "shutting_down", "client_disconnected")
     report = {
         "environment": env,
@@ -365,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for r in reasons
         },
         "recovery": recovery(outcomes, queue, phases),
+        "storm": storm_report,
         "queue_depth": queue,
         "outcomes": [asdict(o) for o in outcomes],
     }

@@ -9,6 +9,7 @@
 | ``batching`` | the queue, the batcher, and the batching policy |
 | ``uploads``, ``decoding`` | reading uploads within limits; image validation and decoding |
 | ``video_uploads``, ``video_jobs`` | receiving and checking a clip; the background video jobs |
+| ``jobs`` | the video jobs' queue, records, results directory, workers and sweeper |
 | ``formats`` | the registry of answer formats (JSON / NPZ / PNG), content negotiation |
 | ``schemas`` | the JSON answer's models, filled from a ``DensePoseResult`` |
 | ``metrics``, ``middleware`` | Prometheus metrics and the per-request timer |

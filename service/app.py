@@ -23,7 +23,7 @@ from service.video_jobs import VideoJobs
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app with its own metrics registry; the model loads when the app starts."""
     state = ServiceState(settings or get_settings(), ServiceMetrics())
-    video_jobs = VideoJobs(state.settings, state.metrics)
+    video_jobs = VideoJobs(state)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

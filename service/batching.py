@@ -1,7 +1,11 @@
 """Dynamic batching: one bounded asyncio queue, one batcher task, one model thread.
 
 ``submit`` puts a request in the queue (or refuses it at once when the queue is full) and
-waits for its future until the request's deadline. The batcher takes the first waiting
+waits for its future until the request's deadline. Admission can be decided earlier, before
+the request's item is even made: ``refuse_if_full`` refuses at once what ``submit`` would
+refuse (before an upload is read), and ``reserve`` holds a place in the queue that ``submit``
+then takes (while an upload is decoded), so the requests being prepared never outnumber the
+free places and a refusal costs no work. The batcher takes the first waiting
 request, then more until it has ``max_batch_size`` or ``max_wait_s`` has passed, drops the
 requests nobody waits for any more (cancelled: deadline passed or client gone), splits the
 rest into groups by ``group_key`` (requests of one group are computed together, in one
@@ -62,6 +66,27 @@ class Batched(Generic[Out]):
 
 
 @dataclass
+class QueuePlace:
+    """A place held in a batcher's queue (``Batcher.reserve``) for a request being prepared;
+    ``submit(item, place=...)`` takes it, ``release`` (or the end of a ``with`` block) gives it
+    back if it was not taken."""
+
+    _give_back: Callable[[], None]
+    held: bool = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._give_back()
+
+    def __enter__(self) -> QueuePlace:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+@dataclass
 class _Job(Generic[In, Out]):
     item: In
     future: asyncio.Future[Batched[Out]]
@@ -95,6 +120,8 @@ class Batcher(Generic[In, Out]):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddp-model")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._reserved = 0
+        """Places held by ``QueuePlace``s: always queued + reserved <= the queue's size."""
         self._recent_batch_s = 0.0
         metrics.track_queue_depth(self._queue.qsize)
 
@@ -112,26 +139,37 @@ class Batcher(Generic[In, Out]):
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="ddp-batcher")
 
-    async def submit(self, item: In, *, timeout_s: float) -> Batched[Out]:
-        """Compute ``item`` in some batch; cancelling the caller drops it if not yet started.
+    def reserve(self) -> QueuePlace:
+        """A place in the queue for a request still to be prepared.
+
+        Raises:
+            Rejected: at once, as ``submit`` would: the queue (with the places already held)
+                is full, or the service is shutting down.
+        """
+        self.refuse_if_full()
+        self._reserved += 1
+        return QueuePlace(self._give_back)
+
+    def _give_back(self) -> None:
+        self._reserved -= 1
+
+    async def submit(
+        self, item: In, *, timeout_s: float, place: QueuePlace | None = None
+    ) -> Batched[Out]:
+        """Compute ``item`` in some batch (in ``place`` if one is held for it); cancelling
+        the caller drops it if not yet started.
 
         Raises:
             Rejected: queue full or shutting down (at once), or the deadline passed.
             Exception: whatever ``run_batch`` raised for this item alone.
         """
-        if self._closing:
-            raise self._reject("shutting_down", "the service is shutting down")
+        if place is not None:
+            place.release()  # the item takes its place now: the queue has room for it
+        self.refuse_if_full()
         now = time.monotonic()
         future: asyncio.Future[Batched[Out]] = asyncio.get_running_loop().create_future()
         job = _Job(item, future, enqueued_at=now, deadline=now + timeout_s)
-        try:
-            self._queue.put_nowait(job)
-        except asyncio.QueueFull:
-            raise self._reject(
-                "queue_full",
-                f"{self._queue.maxsize} requests are already waiting: retry later",
-                retry_after_s=self._retry_after_s(),
-            ) from None
+        self._queue.put_nowait(job)
         try:
             async with asyncio.timeout(timeout_s):
                 return await job.future
@@ -158,6 +196,22 @@ class Batcher(Generic[In, Out]):
             job = self._queue.get_nowait()
             self._fail(job, Rejected("shutting_down", "the service shut down"))
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def refuse_if_full(self) -> None:
+        """Raise at once what ``submit`` would raise now (queue full or shutting down): a
+        check that costs nothing and holds nothing, before any work on a request.
+
+        Raises:
+            Rejected: ``queue_full`` (queued + reserved fill the queue), ``shutting_down``.
+        """
+        if self._closing:
+            raise self._reject("shutting_down", "the service is shutting down")
+        if self._queue.qsize() + self._reserved >= self._queue.maxsize:
+            raise self._reject(
+                "queue_full",
+                f"{self._queue.maxsize} requests are already waiting: retry later",
+                retry_after_s=self._retry_after_s(),
+            )
 
     def _reject(self, reason: RejectReason, message: str, *, retry_after_s: int = 1) -> Rejected:
         self._metrics.rejections.labels(reason=reason).inc()

@@ -1,12 +1,16 @@
-"""Uploaded bytes -> (H, W, 3) uint8 RGB by the rule of ``model.inference.images`` (header
-first, then a strict decode: the same rule ``ddp predict`` applies to files), its refusals as
-HTTP errors."""
+"""Uploaded bytes -> upright RGB by the rule of ``model.inference.images`` (header first, then
+a strict decode: the same rule ``ddp predict`` applies to files), at most ``max_image_side``
+pixels long (a larger image is downscaled as it decodes), its refusals as HTTP errors."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from model.inference.images import IMAGE_FORMATS, ImageError, ImageProblem, decode_image_rgb
+from model.inference.images import (
+    IMAGE_FORMATS,
+    DecodedImage,
+    ImageError,
+    ImageProblem,
+    decode_image_bounded,
+)
 from service.errors import ServiceError
 
 MEDIA_TYPES = {name: f"image/{name.lower()}" for name in IMAGE_FORMATS}
@@ -24,8 +28,9 @@ _ERRORS: dict[ImageProblem, tuple[int, str]] = {
 """Each problem of an upload -> HTTP status and error code (an upload is never ``unreadable``)."""
 
 
-def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
-    """Encoded image bytes -> (H, W, 3) uint8 RGB, upright.
+def decode_image(data: bytes, *, max_pixels: int, max_side: int | None = None) -> DecodedImage:
+    """Encoded image bytes -> upright RGB, downscaled to ``max_side`` on its longer side if
+    it is longer (None: full size).
 
     Raises:
         ServiceError: 400 ``empty_body`` / ``corrupt_image`` / ``empty_image``,
@@ -34,7 +39,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
     if not data:
         raise ServiceError(400, "empty_body", "the upload is empty: send one image")
     try:
-        return decode_image_rgb(data, max_pixels=max_pixels)
+        return decode_image_bounded(data, max_pixels=max_pixels, max_side=max_side)
     except ImageError as error:
         status, code = _ERRORS[error.problem]
         raise ServiceError(status, code, str(error)) from error

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from service.batching import Rejected
@@ -77,6 +78,12 @@ async def _rejected(_: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _client_disconnect(_: Request, __: Exception) -> JSONResponse:
+    """The client went away while its body streamed (or a read timeout closed it): an answer
+    nobody reads, instead of a logged traceback."""
+    return error_response(499, "client_closed_request", "the client disconnected")
+
+
 async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     problems = [
@@ -111,5 +118,6 @@ def _allowed_methods(request: Request) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(Rejected, _rejected)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

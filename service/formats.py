@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 import cv2
-import numpy as np
 from pydantic import AfterValidator, WithJsonSchema
 
+from model.inference.images import DecodedImage
 from model.outputs.encoding import result_to_npz_bytes
 from model.outputs.visualize import draw_overlay
 from model.structures import DensePoseResult
@@ -23,6 +23,7 @@ from service.schemas import (
     JsonPart,
     Person,
     Timings,
+    downscaled_from,
     image_size_of,
     persons_of,
 )
@@ -38,33 +39,43 @@ class OutputFormat(Generic[Encoded]):
 
     media_type: str
     description: str
-    encode: Callable[[DensePoseResult, np.ndarray, Collection[JsonPart]], Encoded]
-    """``encode(result, image_rgb, json_parts)``: the CPU work, in a worker thread, timed as
-    ``encode_s``."""
+    encode: Callable[[DensePoseResult, DecodedImage, Collection[JsonPart]], Encoded]
+    """``encode(result, image, json_parts)``: the CPU work, in a worker thread, timed as
+    ``encode_s``; ``result`` is in the pixels of ``image.rgb``."""
     body: Callable[[Encoded, str, Timings], bytes]
     """``body(encoded, model_id, timings)``: the bytes sent."""
 
 
+_JsonEncoded = tuple[ImageSize, ImageSize | None, list[Person]]
+"""The JSON answer's image size, the upload's size if it was downscaled, and persons."""
+
+
 def _encode_json(
-    result: DensePoseResult, _: np.ndarray, parts: Collection[JsonPart]
-) -> tuple[ImageSize, list[Person]]:
-    return image_size_of(result), persons_of(result, parts=parts)
+    result: DensePoseResult, image: DecodedImage, parts: Collection[JsonPart]
+) -> _JsonEncoded:
+    return image_size_of(result), downscaled_from(image), persons_of(result, parts=parts)
 
 
-def _json_body(encoded: tuple[ImageSize, list[Person]], model_id: str, timings: Timings) -> bytes:
-    image, persons = encoded
-    answer = DensePoseResponse(model_id=model_id, image=image, persons=persons, timings=timings)
+def _json_body(encoded: _JsonEncoded, model_id: str, timings: Timings) -> bytes:
+    image, original, persons = encoded
+    answer = DensePoseResponse(
+        model_id=model_id,
+        image=image,
+        downscaled_from=original,
+        persons=persons,
+        timings=timings,
+    )
     return answer.to_json()
 
 
-def _encode_npz(result: DensePoseResult, _: np.ndarray, __: Collection[JsonPart]) -> bytes:
+def _encode_npz(result: DensePoseResult, _: DecodedImage, __: Collection[JsonPart]) -> bytes:
     return result_to_npz_bytes(result)
 
 
 def _encode_overlay_png(
-    result: DensePoseResult, image_rgb: np.ndarray, _: Collection[JsonPart]
+    result: DensePoseResult, image: DecodedImage, _: Collection[JsonPart]
 ) -> bytes:
-    overlay_bgr = cv2.cvtColor(draw_overlay(image_rgb, result), cv2.COLOR_RGB2BGR)
+    overlay_bgr = cv2.cvtColor(draw_overlay(image.rgb, result), cv2.COLOR_RGB2BGR)
     ok, png = cv2.imencode(".png", overlay_bgr)
     if not ok:
         raise RuntimeError(f"PNG encoding failed for an overlay of shape {overlay_bgr.shape}")

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from model.inference.images import DecodedImage
 from model.outputs.encoding import encode_iuv_png, encode_mask_png, to_base64
 from model.structures import DensePoseResult
 
@@ -49,7 +50,16 @@ class ImageSize(BaseModel):
 
 class DensePoseResponse(BaseModel):
     model_id: str
-    image: ImageSize
+    image: ImageSize = Field(
+        description="the image the boxes, crops and PNGs are in: the upload's own size, "
+        "unless it was downscaled (downscaled_from)"
+    )
+    downscaled_from: ImageSize | None = Field(
+        default=None,
+        description="only for an upload longer than the service's max_image_side: its own "
+        "size; it was downscaled to image (multiply a coordinate by downscaled_from.width / "
+        "image.width for the upload's pixels)",
+    )
     persons: list[Person]
     timings: Timings
 
@@ -80,3 +90,11 @@ def persons_of(result: DensePoseResult, *, parts: Collection[JsonPart]) -> list[
 def image_size_of(result: DensePoseResult) -> ImageSize:
     height, width = result.masks.shape[-2:]
     return ImageSize(height=int(height), width=int(width))
+
+
+def downscaled_from(image: DecodedImage) -> ImageSize | None:
+    """The upload's own size if it was downscaled, else None."""
+    if not image.downscaled:
+        return None
+    height, width = image.original_size
+    return ImageSize(height=height, width=width)

@@ -9,6 +9,7 @@ from typing import Any
 import uvicorn
 
 from service.app import create_app
+from service.connections import ConnectionLimits, guarded_protocol
 from service.loading import check_weights
 from service.settings import Settings
 
@@ -18,7 +19,8 @@ def serve(*, host: str, port: int, log_level: str = "info", **overrides: Any) ->
 
     On shutdown uvicorn stops accepting connections, lets in-flight requests finish (up to
     ``drain_timeout_s``), then the lifespan drains the batcher's queue; after SIGTERM the
-    process then exits with status 0.
+    process then exits with status 0. Connections get the limits of ``service.connections``
+    (header and body timeouts, a connection cap, keep-alive).
     """
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     try:
@@ -33,6 +35,7 @@ def serve(*, host: str, port: int, log_level: str = "info", **overrides: Any) ->
             host=host,
             port=port,
             log_level=log_level,
+            http=guarded_protocol(ConnectionLimits.of(settings)),
             timeout_graceful_shutdown=max(1, round(settings.drain_timeout_s)),
         )
     finally:

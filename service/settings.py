@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from model.config import get_config
 from model.device import Precision
 from model.paths import DEFAULT_WEIGHTS
-from model.runtimes.names import RuntimeName
+from model.runtimes.names import RuntimeSetting
 
 BatchMode = Literal["group", "pad"]
 """How a collected batch is split into forward passes: ``group`` one pass per image shape,
@@ -39,10 +39,19 @@ class Settings(BaseSettings):
     device: str = "auto"
     """``auto`` (CUDA when present, else the CPU), ``cpu`` or ``cuda[:N]``."""
     precision: Precision = "fp32"
-    runtime: RuntimeName = "torch"
-    """What runs the network: ``torch`` (eager PyTorch), ``onnxruntime`` or ``openvino`` (its
-    export, written to the export cache ``$DDP_CACHE_DIR/exports`` on the first start and read
-    back after: docs/export.md). ``/v1/model`` says which runs."""
+    runtime: RuntimeSetting = "auto"
+    """What runs the network: ``auto`` (the fastest runtime recorded for these weights on
+    this CPU within 0.5 GPS AP of eager fp32, else ``torch``: docs/runtimes.md), ``torch``
+    (eager fp32), ``torch-channels-last``, ``torch-compile``, ``torch-bf16``, ``onnxruntime``
+    or ``openvino`` (its export, written to the export cache ``$DDP_CACHE_DIR/exports`` on
+    the first start and read back after: docs/export.md). ``/v1/model`` says which runs and
+    why."""
+    auto_export: bool = False
+    """Whether ``auto`` may export the network at start-up (minutes) to run an exported
+    runtime; False: such a runtime is chosen only if its export is already cached."""
+    auto_compile: bool = False
+    """Whether ``auto`` may choose ``torch-compile``, which compiles for minutes at start-up
+    and again on the first image of each new padded size (requests wait meanwhile)."""
     torch_threads: int | None = Field(default=None, ge=1)
     """Intra-op threads of torch on the CPU (None: torch's default)."""
 
@@ -71,8 +80,25 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     """Checked from the image header, before the pixels are decoded."""
+    max_image_side: int = Field(default=2048, ge=64)
+    """An image longer than this (either side) is downscaled to it as it is decoded, and
+    answered in the pixels of the downscaled image (the answer gives both sizes): what bounds
+    the work and memory of one request (docs/service.md, "Cost of one image"). The network
+    itself sees the image resized to its input size (512 on the longer side by default)."""
     warmup: bool = True
     """Run one forward pass at start-up; ``/readyz`` says ready only after it."""
+
+    # -- connections (service.connections: what uvicorn itself does not limit) -----------------
+    header_timeout_s: float = Field(default=10.0, gt=0.0)
+    """Deadline for a request's headers, from the connection's start (or the first byte of a
+    next request on it); past it: 408 and the connection closed (slowloris)."""
+    body_timeout_s: float = Field(default=30.0, gt=0.0)
+    """Longest wait for the next piece of a request body while it streams; past it the
+    connection is closed."""
+    max_connections: int = Field(default=512, ge=1)
+    """Open connections at most; one more is closed at once."""
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0.0)
+    """How long an idle connection stays open after a response (uvicorn's keep-alive)."""
 
     # -- video jobs (POST /densepose/video) ----------------------------------------------------
     video_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
@@ -82,15 +108,28 @@ class Settings(BaseSettings):
     video_max_pixels: int = Field(default=1920 * 1080, ge=1)
     """Width × height of one frame."""
     video_max_running: int = Field(default=1, ge=1)
-    """Jobs processed at once (each in its own thread; model calls share the model thread)."""
+    """Jobs one worker processes at once (each in its own thread; in ``ddp serve``'s own
+    worker, model calls share the model thread)."""
     video_max_queued: int = Field(default=8, ge=0)
-    """Jobs waiting for a free slot; beyond running + queued a new upload gets 429."""
+    """Jobs waiting for a worker; beyond running + queued (all workers together) a new upload
+    gets 429. With several workers, count their running jobs in here."""
     video_job_ttl_s: float = Field(default=3600.0, gt=0.0)
     """A finished job (done, failed, cancelled) and its files are removed this long after it
     finished."""
     video_jobs_root: Path | None = None
-    """Where each app makes its job directory (``tempfile.mkdtemp``); None: the system's temp
-    directory. The app's directory is removed at shutdown."""
+    """The jobs' files (``jobs/<id>/``: upload and results) and, without
+    ``video_queue_url``, the queue's SQLite database; every API replica and worker must read
+    the same one (a shared volume). None: ``video-jobs`` in the project cache
+    (``$DDP_CACHE_DIR``, else ``.cache/``). Kept across restarts."""
+    video_queue_url: str | None = None
+    """None: the embedded queue (SQLite in ``video_jobs_root``: one machine, no server).
+    ``redis://host:6379/0``: Redis, for many API replicas and ``ddp worker`` processes."""
+    video_worker: bool = True
+    """Run video jobs in this process too (``ddp serve`` alone does everything); False: only
+    ``ddp worker`` processes run them."""
+    video_job_lease_s: float = Field(default=30.0, gt=0.0)
+    """A running job's lease, renewed by its worker every third of it; a job whose lease ran
+    out (its worker was killed) is queued again and run from the start."""
     video_raft_weights: Path | None = None
     """torchvision RAFT weights; without them ``flow=raft`` is refused (422)."""
 

@@ -16,7 +16,7 @@ from fastapi import Request
 
 from model.inference.predictor import Predictor
 from model.structures import DensePoseResult
-from service.batching import Batched, Batcher, BatchingPolicy
+from service.batching import Batched, Batcher, BatchingPolicy, QueuePlace
 from service.errors import ServiceError
 from service.loading import ModelInfo, check_weights, load_predictor, warm_up
 from service.metrics import ServiceMetrics
@@ -113,11 +113,14 @@ class ServiceState:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._cpu, lambda: function(*args, **kwargs))
 
-    async def predict(self, image: np.ndarray, request: Request) -> Batched[DensePoseResult]:
-        """Batched inference of one image; abandoned (not computed) if the client goes away."""
+    async def predict(
+        self, image: np.ndarray, request: Request, *, place: QueuePlace | None = None
+    ) -> Batched[DensePoseResult]:
+        """Batched inference of one image (in ``place`` if the route reserved one); abandoned
+        (not computed) if the client goes away."""
         model = self.model
         submit = asyncio.create_task(
-            model.batcher.submit(image, timeout_s=model.policy.request_timeout_s)
+            model.batcher.submit(image, timeout_s=model.policy.request_timeout_s, place=place)
         )
         gone = asyncio.create_task(_client_gone(request))
         try:

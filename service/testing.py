@@ -1,18 +1,23 @@
-"""Helpers shared by the service's tests and benchmarks: a tiny checkpoint, test images, and
-the service running as a real uvicorn process on a free loopback port."""
+"""Helpers shared by the service's tests and benchmarks: a tiny checkpoint, test images, the
+service running as a real uvicorn process on a free loopback port, and a check of the video
+jobs' files."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -23,7 +28,11 @@ from PIL import Image
 
 from model.checkpoint import save_checkpoint
 from model.config import DDPConfig, tiny_config
+from model.inference.predictor import Predictor
 from model.network.ddp import build_ddp
+from model.structures import DensePoseResult
+from service.jobs.backend import open_backend
+from service.settings import Settings
 
 
 def tiny_checkpoint(path: Path, *, persons: bool = True, seed: int = 0) -> Path:
@@ -82,6 +91,24 @@ def bomb_png(width: int, height: int) -> bytes:
     )
 
 
+class HeldPredictor:
+    """A stand-in for a ``Predictor`` whose every call waits until ``release`` is set, then
+    runs the wrapped one: keeps the model busy and the batcher's queue filled for as long as
+    a test needs, without timing. ``calls`` counts the batches that entered it."""
+
+    def __init__(self, predictor: Predictor, *, safety_s: float = 60.0) -> None:
+        self.predictor = predictor
+        self.device = predictor.device
+        self.release = threading.Event()
+        self.calls = 0
+        self._safety_s = safety_s
+
+    def __call__(self, images_rgb: list[np.ndarray]) -> list[DensePoseResult]:
+        self.calls += 1
+        assert self.release.wait(self._safety_s), "the test never released the model"
+        return self.predictor(images_rgb)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -89,8 +116,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m uvicorn --factory service.app:create_app`` with ``DDP_*`` settings, on a
-    free loopback port; ``with`` waits until ``/readyz`` and stops it (SIGTERM) at the end."""
+    """``python -m uvicorn --factory service.app:create_app`` with ``DDP_*`` settings and the
+    connection limits of ``service.connections`` (as ``ddp serve``), on a free loopback
+    port; ``with`` waits until ``/readyz`` and stops it (SIGTERM) at the end."""
 
     def __init__(
         self, settings: dict[str, str], *, log_path: Path, ready_timeout_s: float = 120.0
@@ -104,6 +132,7 @@ class ServerProcess:
 
     def __enter__(self) -> ServerProcess:
         command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
+        command += ["--http", "service.connections:GuardedH11Protocol"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         command += ["--timeout-graceful-shutdown", "30"]
         with open(self._log_path, "wb") as log:
@@ -163,3 +192,56 @@ class ServerProcess:
         """Resident memory of the server process (Linux)."""
         fields = Path(f"/proc/{self.pid}/statm").read_text().split()
         return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def stray_job_files(settings: Settings) -> list[str]:
+    """What under the video jobs' files should not be there, once the app has stopped: a
+    directory of no recorded job, or an attempt's partial outputs."""
+    backend = open_backend(settings)
+    try:
+        known = {record.id for record in backend.store.records()}
+        stray = []
+        for directory in backend.files.root.iterdir():
+            if directory.name not in known:
+                stray.append(f"a directory of no job: {directory}")
+            stray += [f"partial outputs: {path}" for path in directory.glob(".attempt-*")]
+        return stray
+    finally:
+        backend.close()
+
+
+@contextmanager
+def redis_server(directory: Path, *, timeout_s: float = 30.0) -> Iterator[str]:
+    """A ``redis-server`` (the Debian package's binary) on a free loopback port, its files in
+    ``directory``, nothing saved; its URL. ``pytest.skip`` first when the binary is absent."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import pytest
+
+        pytest.skip("redis-server not installed (Debian package redis-server; .ci/run has it)")
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisDown
+
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
+    command += ["--save", "", "--appendonly", "no"]
+    with open(directory / "redis.log", "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = Redis.from_url(url)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                client.ping()
+                break
+            except RedisDown:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((directory / "redis.log").read_text()) from None
+                time.sleep(0.05)
+        client.close()
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)

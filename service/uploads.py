@@ -85,14 +85,16 @@ def file_part(form: FormData) -> UploadFile:
 
 
 def request_body(media_types: Collection[str]) -> dict[str, Any]:
-    """The OpenAPI ``requestBody`` of a route that takes an upload."""
+    """The OpenAPI ``requestBody`` of a route that takes an upload: a raw body of one of
+    ``media_types``, or a multipart ``file`` part whose content type (``encoding``) is one."""
     binary = {"schema": {"type": "string", "format": "binary"}}
     multipart = {
         "schema": {
             "type": "object",
             "properties": {"file": {"type": "string", "format": "binary"}},
             "required": ["file"],
-        }
+        },
+        "encoding": {"file": {"contentType": ", ".join(media_types)}},
     }
     return {
         "required": True,

@@ -1,195 +1,146 @@
-"""Video jobs: accepted clips wait in a bounded queue; at most ``video_max_running`` are
-processed at once, each in its own thread, with every model call sent to the service's model
-thread. Each job's files live in one directory under the app's jobs directory: the upload is
-removed once the job is done, everything once it fails, is cancelled or expires (a sweeper
-task), and the whole jobs directory when the app stops. A job runs independently of the
-request that created it."""
+"""Video jobs as the API sees them: an accepted clip becomes a job record in the job store and
+a message on the queue (``service.jobs``), and any API replica answers for any job. The
+uploads and results live in the shared results directory (``service.jobs.files``): an upload
+is staged in a new job directory, which is removed on any error before the job exists.
+
+Workers run the jobs: ``ddp worker`` processes, and (``video_worker``, the default) threads of
+this process whose model calls go to the service's model thread. Each API process also runs
+the sweeper (``service.jobs.sweeper``): expiry, and jobs whose worker died queued again.
+
+The jobs outlive the process: at shutdown its running jobs go back to the queue, and after a
+restart every job id answers as before."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
-import shutil
-import tempfile
-import threading
 import time
-import uuid
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
 
-from model.inference.predictor import Predictor
-from model.video import VideoCancelled, VideoError, VideoInfo, VideoOptions, VideoOutputs
-from model.video.pipeline import ModelRunner, process_video
+from model.video import VideoInfo, VideoOptions
 from service.errors import ServiceError
-from service.metrics import ServiceMetrics
-from service.settings import Settings
+from service.jobs.backend import JobBackend, open_backend
+from service.jobs.files import ResultKind
+from service.jobs.records import JobRecord, new_job, stop_asked
+from service.jobs.sweeper import sweep
+from service.jobs.worker import JobLimits, VideoWorker, WorkerModel
+from service.state import ServiceState
 
 logger = logging.getLogger(__name__)
 
-JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 RETRY_AFTER_S = 5
 """Retry-After of a refused upload while no running job has a pace to extrapolate."""
 MAX_SWEEP_INTERVAL_S = 30.0
 
 
-@dataclass(frozen=True)
-class JobError:
-    code: str
-    message: str
-
-
-@dataclass(eq=False)
-class VideoJob:
-    """One clip's job. ``frames_done``/``frames_total`` are written by the job's thread; the
-    rest only on the event loop. Times are ``time.monotonic()``."""
-
-    id: str
-    directory: Path
-    source: Path
-    video: VideoInfo
-    """The upload, as probed."""
-    options: VideoOptions
-    predictor: Predictor
-    run_model: ModelRunner
-    created_at: float
-    state: JobState = "queued"
-    frames_done: int = 0
-    frames_total: int = 0
-    started_at: float | None = None
-    finished_at: float | None = None
-    expires_at: float | None = None
-    outputs: VideoOutputs | None = None
-    error: JobError | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    too_many_frames: bool = False
-    """Set (with ``cancel``) when more frames decode than the limit allows."""
-
-
 class VideoJobs:
-    """The jobs of one app; ``start`` and ``stop`` in its lifespan."""
+    """The video jobs seen from one app; ``start`` and ``stop`` in its lifespan."""
 
-    def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
-        self._settings = settings
-        self._metrics = metrics
-        self._jobs: dict[str, VideoJob] = {}
-        self._queue: deque[VideoJob] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._root: Path | None = None
-        self._threads: ThreadPoolExecutor | None = None
+    def __init__(self, state: ServiceState) -> None:
+        self._state = state
+        self._settings = state.settings
+        self._metrics = state.metrics
+        self._backend: JobBackend | None = None
+        self._worker: VideoWorker | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
-        metrics.track_video_jobs(running=self.running, queued=self.queued)
+        state.metrics.track_video_jobs(
+            running=lambda: self._count("running"), queued=lambda: self._count("queued")
+        )
 
-    def running(self) -> int:
-        return sum(job.state == "running" for job in self._jobs.values())
-
-    def queued(self) -> int:
-        return len(self._queue)
+    @property
+    def backend(self) -> JobBackend:
+        assert self._backend is not None, "VideoJobs used before start()"
+        return self._backend
 
     @property
     def root(self) -> Path:
-        """This app's jobs directory (one subdirectory per job)."""
-        assert self._root is not None, "VideoJobs used before start()"
-        return self._root
+        """The job directories (one per job)."""
+        return self.backend.files.root
 
     async def start(self) -> None:
-        parent = self._settings.video_jobs_root
-        if parent is not None:
-            parent.mkdir(parents=True, exist_ok=True)
-        self._root = Path(tempfile.mkdtemp(prefix="ddp-video-", dir=parent))
-        self._threads = ThreadPoolExecutor(
-            self._settings.video_max_running, thread_name_prefix="ddp-video"
-        )
+        self._backend = await asyncio.to_thread(open_backend, self._settings)
+        if self._settings.video_worker:
+            self._worker = VideoWorker(
+                self._backend,
+                JobLimits.of(self._settings),
+                threads=self._settings.video_max_running,
+                model=self._model,
+                metrics=self._metrics,
+            )
+            self._worker.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="ddp-video-sweeper")
 
     async def stop(self, *, drain_timeout_s: float) -> None:
-        """Cancel every job, give running ones up to the timeout to notice, remove all files."""
+        """Refuse new jobs; this process's running jobs go back to the queue (their workers
+        stop before their next batch, within ``drain_timeout_s``). Every file stays."""
         self._closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
-        while self._queue:
-            self._finish(self._queue.popleft(), "cancelled")
-        for job in self._jobs.values():
-            job.cancel.set()
-        if self._tasks:
-            _, late = await asyncio.wait(self._tasks, timeout=drain_timeout_s)
-            for task in late:
-                logger.warning("shutdown: a video job did not stop in time")
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
-        if self._root is not None:
-            await asyncio.to_thread(shutil.rmtree, self._root, ignore_errors=True)
+        if self._worker is not None:
+            await asyncio.to_thread(self._worker.stop, timeout_s=drain_timeout_s)
+        if self._backend is not None:
+            backend, self._backend = self._backend, None  # the gauges read 0 from now on
+            await asyncio.to_thread(backend.close)
 
-    @contextmanager
-    def staging(self) -> Iterator[Path]:
+    def _model(self) -> WorkerModel | None:
+        """The service's model for the in-process worker, once it is ready."""
+        if self._state.status != "ready":
+            return None
+        model = self._state.model
+        return WorkerModel(model.predictor, model.batcher.run_in_model_thread)
+
+    def _count(self, state: str) -> int:
+        if self._backend is None:
+            return 0
+        return sum(record.state == state for record in self._backend.store.records(active=True))
+
+    @asynccontextmanager
+    async def staging(self) -> AsyncIterator[Path]:
         """A new, empty job directory to receive an upload, refused at once when no job could
         be accepted; removed on any error (``submit`` takes it over).
 
         Raises:
             ServiceError: 429 ``too_many_jobs``, 503 ``shutting_down``.
         """
-        self._check_accepting()
-        directory = self.root / uuid.uuid4().hex
-        directory.mkdir()
-        try:
+        self._check_open()
+        active = await asyncio.to_thread(self.backend.store.records, active=True)
+        if len(active) >= self._max_active():
+            raise self._too_many_jobs(active)
+        with self.backend.files.staging() as directory:
             yield directory
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
 
-    def submit(
-        self,
-        directory: Path,
-        source: Path,
-        video: VideoInfo,
-        options: VideoOptions,
-        *,
-        predictor: Predictor,
-        run_model: ModelRunner,
-    ) -> VideoJob:
-        """Queue a job on the clip ``source`` in the staged ``directory``; it starts as soon
-        as a slot is free.
+    async def submit(
+        self, directory: Path, source: Path, video: VideoInfo, options: VideoOptions
+    ) -> JobRecord:
+        """Record a job on the clip ``source`` in the staged ``directory`` and queue it.
 
         Raises:
             ServiceError: 429 ``too_many_jobs``, 503 ``shutting_down``.
         """
-        self._check_accepting()
-        job = VideoJob(
-            id=directory.name,
-            directory=directory,
-            source=source,
-            video=video,
-            options=options,
-            predictor=predictor,
-            run_model=run_model,
-            created_at=time.monotonic(),
-            frames_total=video.frames,
-        )
-        self._jobs[job.id] = job
-        self._queue.append(job)
+        self._check_open()
+        record = new_job(directory.name, source.name, video, options, now=time.time())
+        store = self.backend.store
+        if not await asyncio.to_thread(store.create, record, max_active=self._max_active()):
+            raise self._too_many_jobs(await asyncio.to_thread(store.records, active=True))
+        await asyncio.to_thread(self.backend.queue.put, record.id)
         self._metrics.video_jobs.labels(state="queued").inc()
-        self._start_queued()
-        return job
+        return record
 
-    def get(self, job_id: str) -> VideoJob:
+    async def get(self, job_id: str) -> JobRecord:
         """Raises: ServiceError 404 ``job_not_found`` (never existed, deleted or expired)."""
-        job = self._jobs.get(job_id)
-        if job is None:
+        record = await asyncio.to_thread(self.backend.store.get, job_id)
+        if record is None:
             raise ServiceError(
                 404, "job_not_found", f"no video job {job_id!r} (never created, deleted or expired)"
             )
-        return job
+        return record
 
-    async def cancel_or_delete(self, job_id: str) -> VideoJob | None:
+    async def cancel_or_delete(self, job_id: str) -> JobRecord | None:
         """A queued job is cancelled now and a running one asked to stop (it does so before its
         next batch of frames): the job is returned. A finished job is removed with its
         files: None.
@@ -197,137 +148,62 @@ class VideoJobs:
         Raises:
             ServiceError: 404 ``job_not_found``.
         """
-        job = self.get(job_id)
-        if job.state == "queued":
-            self._queue.remove(job)
-            self._finish(job, "cancelled")
-            await _remove(job.directory)
-            return job
-        if job.state == "running":
-            job.cancel.set()
-            return job
-        del self._jobs[job.id]
-        await _remove(job.directory)
+        backend, ttl_s = self.backend, self._settings.video_job_ttl_s
+        changed = await asyncio.to_thread(
+            backend.store.update, job_id, lambda r: stop_asked(r, now=time.time(), ttl_s=ttl_s)
+        )
+        if changed is not None:
+            if changed.state == "cancelled":
+                self._metrics.video_jobs.labels(state="cancelled").inc()
+                await asyncio.to_thread(backend.files.remove, job_id)
+            return changed
+        record = await self.get(job_id)
+        if record.active:  # running, its stop asked already
+            return record
+        await asyncio.to_thread(backend.store.delete, job_id)
+        await asyncio.to_thread(backend.files.remove, job_id)
         return None
 
-    async def expire(self) -> None:
-        """Remove the finished jobs whose time to live has passed, with their files."""
-        now = time.monotonic()
-        expired = [
-            job
-            for job in self._jobs.values()
-            if job.expires_at is not None and job.expires_at <= now
-        ]
-        for job in expired:
-            del self._jobs[job.id]
-        for job in expired:
-            await _remove(job.directory)
+    def result(self, record: JobRecord, kind: ResultKind) -> Path:
+        return self.backend.files.result(record.id, kind)
 
-    def _check_accepting(self) -> None:
+    def _max_active(self) -> int:
+        return self._settings.video_max_running + self._settings.video_max_queued
+
+    def _check_open(self) -> None:
         if self._closing:
             raise ServiceError(503, "shutting_down", "the service is shutting down")
+
+    def _too_many_jobs(self, active: list[JobRecord]) -> ServiceError:
         settings = self._settings
-        if self.running() + self.queued() >= settings.video_max_running + settings.video_max_queued:
-            self._metrics.rejections.labels(reason="too_many_jobs").inc()
-            raise ServiceError(
-                429,
-                "too_many_jobs",
-                f"{settings.video_max_running} video jobs are running and "
-                f"{settings.video_max_queued} waiting: retry later",
-                headers={"Retry-After": str(self._retry_after_s())},
-            )
-
-    def _retry_after_s(self) -> int:
-        """When the first running job should be done, at its pace so far."""
-        now = time.monotonic()
-        remaining = [
-            (now - job.started_at) * (job.frames_total - job.frames_done) / job.frames_done
-            for job in self._jobs.values()
-            if job.state == "running" and job.started_at is not None and job.frames_done > 0
-        ]
-        return max(1, math.ceil(min(remaining, default=RETRY_AFTER_S)))
-
-    def _start_queued(self) -> None:
-        while self._queue and self.running() < self._settings.video_max_running:
-            job = self._queue.popleft()
-            job.state, job.started_at = "running", time.monotonic()
-            self._metrics.video_jobs.labels(state="running").inc()
-            task = asyncio.create_task(self._run(job), name=f"ddp-video-{job.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, job: VideoJob) -> None:
-        loop = asyncio.get_running_loop()
-        outputs: VideoOutputs | None = None
-        error: JobError | None = None
-        try:
-            outputs = await loop.run_in_executor(self._threads, self._process, job)
-        except VideoCancelled:
-            pass
-        except VideoError as invalid:
-            error = JobError("invalid_video", str(invalid).removeprefix(f"{job.source.name}: "))
-        except Exception as bug:
-            logger.exception("video job %s failed", job.id)
-            message = f"internal error ({type(bug).__name__}); see the service log"
-            error = JobError("internal_error", message)
-        if job.too_many_frames:
-            limit = self._settings.video_max_frames
-            message = f"more frames decode than the limit of {limit} (the file declares fewer)"
-            error = JobError("too_many_frames", message)
-        if error is not None:
-            self._finish(job, "failed", error)
-        elif outputs is None or job.cancel.is_set():  # also when asked after its last batch
-            self._finish(job, "cancelled")
-        else:
-            job.outputs = outputs
-            job.frames_done = job.frames_total = outputs.frames
-            self._finish(job, "done")
-            self._observe(outputs)
-        if job.state == "done":
-            await asyncio.to_thread(job.source.unlink, missing_ok=True)
-        else:
-            await _remove(job.directory)
-        if not self._closing:
-            self._start_queued()
-
-    def _process(self, job: VideoJob) -> VideoOutputs:
-        """In the job's thread."""
-
-        def progress(done: int, total: int) -> None:
-            if done > job.frames_done:
-                self._metrics.video_frames.inc(done - job.frames_done)
-                job.frames_done = done
-            job.frames_total = total
-            if done > self._settings.video_max_frames:  # the container's count was wrong
-                job.too_many_frames = True
-                job.cancel.set()
-
-        return process_video(
-            job.source,
-            job.directory / "out",
-            job.predictor,
-            job.options,
-            progress=progress,
-            cancelled=job.cancel.is_set,
-            run_model=job.run_model,
+        self._metrics.rejections.labels(reason="too_many_jobs").inc()
+        return ServiceError(
+            429,
+            "too_many_jobs",
+            f"{settings.video_max_running} video jobs are running and "
+            f"{settings.video_max_queued} waiting: retry later",
+            headers={"Retry-After": str(_retry_after_s(active))},
         )
 
-    def _finish(self, job: VideoJob, state: JobState, error: JobError | None = None) -> None:
-        job.state, job.error = state, error
-        job.finished_at = time.monotonic()
-        job.expires_at = job.finished_at + self._settings.video_job_ttl_s
-        self._metrics.video_jobs.labels(state=state).inc()
-
-    def _observe(self, outputs: VideoOutputs) -> None:
-        for stage, seconds in outputs.seconds.items():
-            self._metrics.video_seconds.labels(stage=stage).observe(seconds)
-
     async def _sweep_forever(self) -> None:
-        interval = min(self._settings.video_job_ttl_s / 2, MAX_SWEEP_INTERVAL_S)
+        settings = self._settings
+        interval = min(
+            settings.video_job_ttl_s / 2, settings.video_job_lease_s / 2, MAX_SWEEP_INTERVAL_S
+        )
         while True:
             await asyncio.sleep(interval)
-            await self.expire()
+            try:
+                await asyncio.to_thread(sweep, self.backend, lease_s=settings.video_job_lease_s)
+            except Exception:  # the store unreachable: try again next time
+                logger.exception("sweeping the video jobs failed")
 
 
-async def _remove(directory: Path) -> None:
-    await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
+def _retry_after_s(active: list[JobRecord]) -> int:
+    """When the first running job should be done, at its pace so far."""
+    now = time.time()
+    remaining = [
+        (now - job.started_at) * (job.frames_total - job.frames_done) / job.frames_done
+        for job in active
+        if job.state == "running" and job.started_at is not None and job.frames_done > 0
+    ]
+    return max(1, math.ceil(min(remaining, default=RETRY_AFTER_S)))

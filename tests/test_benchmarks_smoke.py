@@ -11,7 +11,8 @@ from benchmarks.common import image_size
 
 
 def test_stages_writes_a_report_per_config(tmp_path):
-    stages.main(["--out", str(tmp_path), "--configs", "tiny", "--repeats", "1"])
+    stages.main(["--out", str(tmp_path), "--configs", "tiny", "--repeats", "1",
+                 "--matmul-size", "128"])  # fmt: skip
     report = json.loads((tmp_path / "stages.json").read_text())
     assert {"environment", "stages", "results"} <= set(report)
     (result,) = report["results"]
@@ -20,6 +21,9 @@ def test_stages_writes_a_report_per_config(tmp_path):
     assert all(seconds > 0 for seconds in result["median_s"].values())
     assert abs(sum(result["share"].values()) - 1) < 1e-6
     assert 0.2 < result["foreground_fraction"] < 0.35
+    assert result["matmul_gflops"] > 0 and set(result["gflops"]) == set(stages.STAGES)
+    assert result["gflop"]["backbone_fpn"] > 0 and result["gflop"]["postprocess"] == 0
+    assert result["of_matmul"]["backbone_fpn"] > 0
     assert (tmp_path / "stages.md").read_text().startswith("# Forward time by stage")
     assert (tmp_path / "stages.png").stat().st_size > 0
 

@@ -23,6 +23,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
@@ -36,6 +37,7 @@ from referencing import Registry, Resource
 
 from service.app import create_app
 from service.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_SIZE
+from service.jobs.queue import QUEUE_NAME
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 
@@ -57,7 +59,7 @@ SERVICE_PORT = 8000
 ENTRYPOINT = ["ddp", "serve", "--host", "0.0.0.0", "--port", str(SERVICE_PORT)]
 # Oldest Kubernetes minor we claim to support, and the newest kubernetes-validate knows.
 K8S_VERSIONS = ("1.29", ".".join(kubernetes_validate.latest_version().split(".")[:2]))
-BUILTIN_KINDS = {"Deployment", "Service", "PodDisruptionBudget"}
+BUILTIN_KINDS = {"Deployment", "Service", "PodDisruptionBudget", "PersistentVolumeClaim"}
 CRD_SCHEMAS = {
     "ServiceMonitor": "servicemonitor.schema.json",
     "ScaledObject": "scaledobject.schema.json",
@@ -96,8 +98,12 @@ def k8s_documents() -> list[tuple[str, dict[str, Any]]]:
     return docs
 
 
-def k8s_kind(kind: str) -> dict[str, Any]:
-    (doc,) = [doc for _, doc in k8s_documents() if doc["kind"] == kind]
+def k8s_kind(kind: str, name: str = "ddp") -> dict[str, Any]:
+    """The manifest of ``kind`` named ``name`` (``ddp``: the API's; ``ddp-worker``: the video
+    workers')."""
+    (doc,) = [
+        doc for _, doc in k8s_documents() if doc["kind"] == kind and doc["metadata"]["name"] == name
+    ]
     return doc
 
 
@@ -541,29 +547,34 @@ def deployment_settings() -> Settings:
 
 
 def tmp_bytes_needed(settings: Settings) -> int:
-    """The formula of docker/k8s/deployment.yaml: every clip the video jobs may hold (one per
-    running or queued job, plus a multipart upload's spooled copy while it is received) and
-    room for finished jobs' results and temp files."""
-    clips = settings.video_max_running + settings.video_max_queued + 1
+    """The formula of docker/k8s/deployment.yaml: a multipart upload's spooled copy while it is
+    received, and room for temp files (the jobs themselves live on the shared volume); every
+    clip the video jobs may hold when they live in /tmp too (one per running or queued job)."""
+    clips = 1
+    if settings.video_jobs_root is None or settings.video_jobs_root.is_relative_to("/tmp"):
+        clips += settings.video_max_running + settings.video_max_queued
     return clips * settings.video_max_bytes + TMP_HEADROOM_BYTES
 
 
 def test_tmp_volume_holds_the_video_jobs_the_settings_allow() -> None:
     settings = deployment_settings()
-    assert settings.video_jobs_root is None, "the formula assumes the jobs live in /tmp"
     pod = k8s_kind("Deployment")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     volume_at = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     size = quantity_bytes(volumes[volume_at["/tmp"]]["emptyDir"]["sizeLimit"])
     assert size >= tmp_bytes_needed(settings)
-    # The former 1Gi fails it: one running and eight queued 200 MiB uploads alone are 1.8 GiB.
+    # 1Gi fails it: an upload being received (200 MiB) and the temp files' 1 GiB.
     assert quantity_bytes("1Gi") < tmp_bytes_needed(settings)
 
-    # The scheduler places the pod where its emptyDirs fit.
-    scratch = sum(quantity_bytes(v["emptyDir"]["sizeLimit"]) for v in volumes.values())
-    requested = container["resources"]["requests"]["ephemeral-storage"]
-    assert quantity_bytes(requested) >= scratch
+    # The scheduler places each pod where its emptyDirs fit (the jobs' volume is a claim).
+    for name in ("ddp", "ddp-worker"):
+        pod = k8s_kind("Deployment", name)["spec"]["template"]["spec"]
+        scratch = sum(
+            quantity_bytes(v["emptyDir"]["sizeLimit"]) for v in pod["volumes"] if "emptyDir" in v
+        )
+        requested = pod["containers"][0]["resources"]["requests"]["ephemeral-storage"]
+        assert quantity_bytes(requested) >= scratch, name
 
 
 def test_quantity_bytes_reads_binary_and_decimal_units() -> None:
@@ -720,8 +731,10 @@ def test_ddp_environment_variables_are_settings() -> None:
 
 def test_ddp_environment_values_are_valid_settings() -> None:
     """The values set in k8s, compose and the images pass the settings' own validation."""
-    (container,) = k8s_kind("Deployment")["spec"]["template"]["spec"]["containers"]
-    sources = {"k8s": {e["name"]: e["value"] for e in container["env"]}}
+    sources = {}
+    for deployment in ("ddp", "ddp-worker"):
+        (container,) = k8s_kind("Deployment", deployment)["spec"]["template"]["spec"]["containers"]
+        sources[f"k8s {deployment}"] = {e["name"]: e["value"] for e in container["env"]}
     for name, service in load_yaml(COMPOSE_FILE)["services"].items():
         pairs = [e.split("=", 1) for e in service.get("environment", []) if "=" in e]
         sources[f"compose {name}"] = {k: v for k, v in pairs if k.startswith("DDP_")}
@@ -988,3 +1001,91 @@ def test_promtool_unit_test_fails_on_a_wrong_expectation(tmp_path: Path) -> None
     starting = [_requests_series("/readyz", "5xx", 30)]
     result = _promtool_evaluates(tmp_path, former, starting, [])
     assert result.returncode != 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Video jobs: API replicas and workers share one queue and one results directory
+
+
+def _container_env(deployment: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(pod spec, container environment) of a Deployment of docker/k8s."""
+    pod = k8s_kind("Deployment", deployment)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return pod, {e["name"]: e["value"] for e in container["env"]}
+
+
+def _jobs_claim(pod: dict[str, Any], jobs_root: str) -> str:
+    """The PersistentVolumeClaim mounted at ``jobs_root`` in the pod."""
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == jobs_root]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return str(volume["persistentVolumeClaim"]["claimName"])
+
+
+def test_k8s_workers_share_the_apis_queue_and_results() -> None:
+    api_pod, api = _container_env("ddp")
+    worker_pod, worker = _container_env("ddp-worker")
+    assert api["DDP_VIDEO_WORKER"] == "false", "the API pods leave the jobs to the workers"
+    assert "DDP_VIDEO_WORKER" not in worker or worker["DDP_VIDEO_WORKER"] != "false"
+    assert worker_pod["containers"][0]["command"] == ["ddp", "worker"]
+    assert worker_pod["containers"][0]["image"] == api_pod["containers"][0]["image"]
+    for name in ("DDP_VIDEO_QUEUE_URL", "DDP_VIDEO_JOBS_ROOT", "DDP_WEIGHTS", "DDP_DEVICE"):
+        assert worker[name] == api[name], name
+    assert api["DDP_VIDEO_QUEUE_URL"].startswith("redis://")
+    claim = _jobs_claim(api_pod, api["DDP_VIDEO_JOBS_ROOT"])
+    assert _jobs_claim(worker_pod, worker["DDP_VIDEO_JOBS_ROOT"]) == claim
+    pvc = k8s_kind("PersistentVolumeClaim", claim)
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"], "pods on any node share it"
+    # SIGTERM hands a running job back within the drain timeout: the grace period covers it.
+    drain = float(worker["DDP_DRAIN_TIMEOUT_S"])
+    assert worker_pod["terminationGracePeriodSeconds"] > drain
+    assert worker_pod["securityContext"]["runAsNonRoot"] is True
+    # Any API pod answers for any job: no session affinity.
+    assert k8s_kind("Service")["spec"].get("sessionAffinity", "None") == "None"
+
+
+def test_keda_scales_the_workers_on_the_redis_queue() -> None:
+    scaled = k8s_kind("ScaledObject", "ddp-worker")["spec"]
+    assert scaled["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "ddp-worker",
+    }
+    assert 1 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"]
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "redis"
+    metadata = trigger["metadata"]
+    assert metadata["listName"] == f"huey.redis.{QUEUE_NAME}"  # huey's list of waiting jobs
+    queue_url = urlsplit(_container_env("ddp-worker")[1]["DDP_VIDEO_QUEUE_URL"])
+    assert metadata["address"] == queue_url.netloc
+    assert metadata["databaseIndex"] == (queue_url.path.strip("/") or "0")
+    assert int(metadata["listLength"]) >= 1
+
+
+def test_huey_names_the_list_the_scaler_reads() -> None:
+    """The list name is huey's, not ours: check it against huey itself."""
+    from huey import RedisHuey
+
+    huey = RedisHuey(QUEUE_NAME, url="redis://127.0.0.1:1/0")
+    assert huey.storage.queue_key == f"huey.redis.{QUEUE_NAME}"
+
+
+def test_compose_workers_share_the_apis_queue_and_results() -> None:
+    services = load_yaml(COMPOSE_FILE)["services"]
+
+    def env(name: str) -> dict[str, str]:
+        return dict(e.split("=", 1) for e in services[name]["environment"] if "=" in e)
+
+    def mounts(name: str) -> dict[str, str]:
+        return {v.split(":")[1]: v.split(":")[0] for v in services[name].get("volumes", [])}
+
+    worker = services["ddp-worker"]
+    assert worker["entrypoint"] == ["ddp", "worker"]
+    assert worker["image"] == services["ddp"]["image"]
+    for api in DDP_SERVICES:
+        assert env(api)["DDP_VIDEO_WORKER"] == "false", api
+        for name in ("DDP_VIDEO_QUEUE_URL", "DDP_VIDEO_JOBS_ROOT"):
+            assert env("ddp-worker")[name] == env(api)[name], (api, name)
+        jobs_root = env(api)["DDP_VIDEO_JOBS_ROOT"]
+        assert mounts(api)[jobs_root] == mounts("ddp-worker")[jobs_root], api
+    assert urlsplit(env("ddp")["DDP_VIDEO_QUEUE_URL"]).hostname in services

@@ -85,7 +85,8 @@ def _assert_same_answer(expected: dict[str, np.ndarray], actual: dict[str, np.nd
 
 
 def test_every_runtime_has_a_name_and_every_export_a_runtime() -> None:
-    assert RUNTIME_NAMES == (*TORCH_RUNTIMES, "onnxruntime", "openvino")
+    names = (*TORCH_RUNTIMES, "onnxruntime", "onnxruntime-int8", "openvino")
+    assert names == RUNTIME_NAMES
     assert set(RUNTIME_FORMATS) == set(RUNTIME_NAMES) - set(TORCH_RUNTIMES)
     assert set(RUNTIME_FORMATS.values()) == set(EXPORT_FORMATS)
 

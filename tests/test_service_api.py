@@ -288,6 +288,8 @@ def test_model_info(client: TestClient, weights: Path) -> None:
     assert info["device"] == "cpu" and info["sparse_backend"] in ("torch", "spconv", "dense")
     assert info["batching"]["max_batch_size"] == 4  # the CPU default
     assert info["batching"]["batch_mode"] == "group"
+    assert info["runtime"] == "torch" and info["runtime_setting"] == "auto"  # the default
+    assert info["runtime_reason"].startswith("no benchmark record for these weights")
 
 
 def test_the_batching_policy_is_worked_out_once_at_load_and_reported(

@@ -134,6 +134,37 @@ def test_full_queue_is_refused_at_once_with_retry_after() -> None:
     assert model.computed == [0, 1, 2]
 
 
+def test_a_reserved_place_counts_as_queued_until_given_back() -> None:
+    """A queue of 2 with one request queued and one place reserved is full: a third is
+    refused at once, whether it reserves or submits; once the place is given back unused
+    there is room again, and a request submitted in its place gets in."""
+    model = FakeModel(hold=True)
+
+    async def scenario(batcher: Batcher[int, int]) -> None:
+        tasks = [asyncio.create_task(batcher.submit(0, timeout_s=SAFETY_S))]
+        await until(lambda: len(model.batches) == 1)  # item 0 held in the model
+        tasks.append(asyncio.create_task(batcher.submit(1, timeout_s=SAFETY_S)))
+        await until(lambda: batcher.depth == 1)
+        with batcher.reserve() as place:
+            with pytest.raises(Rejected) as refused:
+                batcher.reserve()
+            assert refused.value.reason == "queue_full"
+            with pytest.raises(Rejected):
+                await batcher.submit(9, timeout_s=SAFETY_S)
+        assert not place.held
+        with batcher.reserve() as place:
+            tasks.append(asyncio.create_task(batcher.submit(2, timeout_s=SAFETY_S, place=place)))
+            await until(lambda: batcher.depth == 2)
+        with pytest.raises(Rejected):
+            batcher.reserve()
+        model.release.set()
+        assert [r.value for r in await asyncio.gather(*tasks)] == [0, 2, 4]
+
+    metrics = run(model, scenario, max_batch_size=1, max_wait_s=0.0, queue_size=2)
+    assert rejected(metrics, "queue_full") == 3
+    assert model.computed == [0, 1, 2]
+
+
 def test_request_past_its_deadline_is_not_computed() -> None:
     model = FakeModel(hold=True)
 

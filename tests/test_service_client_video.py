@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 import uvicorn
 
-import service.video_jobs
+import service.jobs.worker
 from model.outputs.npz import read_npz
 from model.video import VideoCancelled
 from service.app import create_app
 from service.client import AsyncDensePoseClient, DensePoseClient, ServiceError, VideoJobError
 from service.settings import Settings
+from service.testing import stray_job_files
 
 FRAMES, HEIGHT, WIDTH = 6, 64, 96
 
@@ -48,7 +49,7 @@ def jobs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory, jobs_root: Path) -> Iterator[str]:
     """The URL of the app under uvicorn on a loopback port of this process; once all tests
-    ran, the app stopped and left no job file behind."""
+    ran, the app stopped and left no file but its jobs'."""
     settings = Settings(
         weights=tmp_path_factory.mktemp("weights") / "missing.safetensors",
         untrained_config="tiny",
@@ -69,7 +70,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory, jobs_root: Path) -> Ite
         thread.join(60)
         listener.close()
     assert not thread.is_alive()
-    assert list(jobs_root.iterdir()) == [], "the app left job files behind at shutdown"
+    assert stray_job_files(settings) == []
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,7 @@ def _stop_when_cancelled(*_: object, cancelled: Callable[[], bool], **__: object
 def test_timeout_cancel_and_a_stopped_job(
     client: DensePoseClient, clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service.video_jobs, "process_video", _stop_when_cancelled)
+    monkeypatch.setattr(service.jobs.worker, "process_video", _stop_when_cancelled)
     job_id = client.submit_video(clip.read_bytes())
     progress: list[tuple[int, int]] = []
     with pytest.raises(TimeoutError, match=job_id):

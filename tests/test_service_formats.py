@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from model.inference.images import DecodedImage
 from model.outputs.encoding import decode_iuv_png, decode_mask_png, paste_parts_uv
 from model.outputs.npz import read_npz
 from model.outputs.visualize import draw_overlay
@@ -47,11 +48,12 @@ def _result(boxes: list[list[float]], scores: list[float]) -> DensePoseResult:
 
 RESULT = _result([[0.0, 0.0, 10.0, 10.0], [5.5, 4.2, 30.0, 20.0]], [0.8, 0.6])
 IMAGE = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+DECODED = DecodedImage(IMAGE, (HEIGHT, WIDTH))
 
 
 def _answer(name: str, result: DensePoseResult, parts: tuple[JsonPart, ...] = ALL_PARTS) -> bytes:
     output = FORMATS[name]
-    return output.body(output.encode(result, IMAGE, parts), "tiny@0123456789ab", TIMINGS)
+    return output.body(output.encode(result, DECODED, parts), "tiny@0123456789ab", TIMINGS)
 
 
 def _check_json(body: bytes, result: DensePoseResult) -> None:
@@ -162,3 +164,15 @@ def test_unsatisfiable_accept_is_406_naming_every_media_type(accept: str) -> Non
 def test_each_format_has_its_own_media_type() -> None:
     media_types = [output.media_type for output in FORMATS.values()]
     assert len(set(media_types)) == len(media_types)
+
+
+def test_json_of_a_downscaled_upload_gives_the_uploads_own_size() -> None:
+    """The result is in the downscaled image's pixels (HEIGHT × WIDTH); the upload was 4 times
+    as large: ``downscaled_from`` says so, and only then."""
+    output = FORMATS["json"]
+    downscaled = DecodedImage(IMAGE, (4 * HEIGHT, 4 * WIDTH))
+    answer = json.loads(output.body(output.encode(RESULT, downscaled, ()), "m", TIMINGS))
+    assert answer["image"] == {"height": HEIGHT, "width": WIDTH}
+    assert answer["downscaled_from"] == {"height": 4 * HEIGHT, "width": 4 * WIDTH}
+    assert "downscaled_from" not in json.loads(_answer("json", RESULT))
+

@@ -1,6 +1,7 @@
-"""Video jobs over HTTP (``TestClient``, tiny random network): the real pipeline end to end,
-then, with a stand-in pipeline that blocks until cancelled, cancellation, the job bounds,
-failures, expiry and shutdown; bad uploads; and after each of them, no file left behind."""
+"""Video jobs over HTTP (``TestClient``, tiny random network, the embedded SQLite queue and
+the app's own worker): the real pipeline end to end, then, with a stand-in pipeline that
+blocks until cancelled, cancellation, the job bounds, failures, expiry and shutdown; bad
+uploads; and after each of them, no file left behind but those of the jobs that exist."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from redis import Redis
 
-import service.video_jobs
+import service.jobs.worker
 from model.video import VideoCancelled, VideoError
 from model.video.io import H264Writer
 from service.app import create_app
 from service.settings import Settings
-from service.testing import random_image, tiny_checkpoint
+from service.testing import random_image, redis_server, stray_job_files, tiny_checkpoint
 
 FRAMES, HEIGHT, WIDTH, FPS = 8, 64, 96, 10.0
 MAX_BYTES, MAX_FRAMES = 1_000_000, 12
@@ -75,17 +77,34 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 @contextmanager
 def serve(weights: Path, jobs_root: Path, **settings: Any) -> Iterator[TestClient]:
-    """The app with video limits for tests, ready; its jobs directory is gone afterwards."""
-    app = create_app(
-        Settings(weights=weights, max_wait_ms=0, video_jobs_root=jobs_root, **LIMITS | settings)
+    """The app with video limits for tests, ready; afterwards, only files of its jobs."""
+    config = Settings(
+        weights=weights, max_wait_ms=0, video_jobs_root=jobs_root, **LIMITS | settings
     )
+    app = create_app(config)
     with TestClient(app) as client:
         deadline = time.monotonic() + 60
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         yield client
-    assert list(jobs_root.iterdir()) == [], "the app left job files behind at shutdown"
+    assert stray_job_files(config) == []
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The settings of each queue backend: the embedded one, and a real, emptied Redis."""
+    if request.param == "sqlite":
+        return {}
+    url: str = request.getfixturevalue("redis_url")
+    Redis.from_url(url).flushdb()
+    return {"video_queue_url": url}
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +225,10 @@ def test_clip_to_results_end_to_end(client: TestClient, clip: bytes, tmp_path: P
         assert sample in metrics, sample
 
 
-def test_finished_jobs_expire_with_their_files(weights: Path, clip: bytes, tmp_path: Path) -> None:
-    with serve(weights, tmp_path, video_job_ttl_s=1.0) as client:
+def test_finished_jobs_expire_with_their_files(
+    weights: Path, clip: bytes, tmp_path: Path, backend: dict[str, Any]
+) -> None:
+    with serve(weights, tmp_path, video_job_ttl_s=1.0, **backend) as client:
         job_id = post(client, clip).json()["job_id"]
         assert wait_for(client, job_id, finished)[-1]["state"] == "done"
         assert job_files(client)
@@ -258,7 +279,7 @@ class BlockingPipeline:
 @pytest.fixture
 def blocking(monkeypatch: pytest.MonkeyPatch) -> BlockingPipeline:
     pipeline = BlockingPipeline()
-    monkeypatch.setattr(service.video_jobs, "process_video", pipeline)
+    monkeypatch.setattr(service.jobs.worker, "process_video", pipeline)
     return pipeline
 
 
@@ -328,7 +349,7 @@ def test_a_job_batches_frames_as_the_model_batches_requests(
     response = post(client, clip)
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
-    job = client.app.state.video_jobs.get(job_id)  # type: ignore[attr-defined]
+    job = client.app.state.video_jobs.backend.store.get(job_id)  # type: ignore[attr-defined]
     reported = client.get("/v1/model").json()["batching"]["max_batch_size"]
     assert job.options.batch_size == reported == 4  # the CPU default
     assert client.delete(f"/densepose/video/{job_id}").status_code == 202
@@ -341,7 +362,7 @@ def test_a_failing_job_reports_why_and_keeps_no_files(
 ) -> None:
     before = job_files(client)
     pipeline = BlockingPipeline(VideoError("the clip ends after frame 3 of 8 (truncated)"))
-    monkeypatch.setattr(service.video_jobs, "process_video", pipeline)
+    monkeypatch.setattr(service.jobs.worker, "process_video", pipeline)
     job_id = post(client, clip).json()["job_id"]
     status = wait_for(client, job_id, finished)[-1]
     assert status["state"] == "failed"
@@ -363,9 +384,10 @@ def test_a_failing_job_reports_why_and_keeps_no_files(
 
 
 def test_jobs_beyond_the_bounds_are_429_and_queued_jobs_cancel_at_once(
-    weights: Path, clip: bytes, blocking: BlockingPipeline, tmp_path: Path
+    weights: Path, clip: bytes, blocking: BlockingPipeline, tmp_path: Path, backend: dict[str, Any]
 ) -> None:
-    with serve(weights, tmp_path, video_max_running=1, video_max_queued=1) as client:
+    settings = {"video_max_running": 1, "video_max_queued": 1, **backend}
+    with serve(weights, tmp_path, **settings) as client:
         running = post(client, clip).json()["job_id"]
         assert blocking.started.acquire(timeout=30)
         queued = post(client, clip).json()["job_id"]
@@ -392,7 +414,8 @@ def test_jobs_beyond_the_bounds_are_429_and_queued_jobs_cancel_at_once(
         assert wait_for(client, running, finished)[-1]["state"] == "cancelled"
         status = client.get(f"/densepose/video/{accepted.json()['job_id']}").json()
         assert status["state"] == "running"
-    # leaving ``serve`` stopped the running job and removed every job directory
+    # leaving ``serve`` handed the running job back to the queue: its files stay, for the
+    # next start (``serve`` checks that nothing else is left)
 
 
 # -- bad uploads: a clear error, and nothing left on disk -----------------------------------

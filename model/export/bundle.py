@@ -6,6 +6,7 @@ Layout (``ddp export --out DIR`` and every cache entry)::
     DIR/export.json            ExportManifest
     DIR/ddp.onnx               format onnx (weights inside)
     DIR/ddp.xml, DIR/ddp.bin   format openvino
+    DIR/ddp_int8.onnx          format onnx-int8 (convolutions in int8)
 
 The cache is ``<cache>/exports/<config name>_<key[:16]>/<format>/`` (``<cache>``:
 ``$DDP_CACHE_DIR`` or ``.cache/``); the key covers the config, every weight and the code that
@@ -20,10 +21,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from model.config import DDPConfig
@@ -33,7 +36,13 @@ from model.export.graph import INPUT_NAMES, OUTPUT_NAMES
 from model.network.ddp import DDP
 
 MANIFEST_NAME = "export.json"
-MODEL_FILES: dict[ExportFormat, str] = {"onnx": "ddp.onnx", "openvino": "ddp.xml"}
+MODEL_FILES: dict[ExportFormat, str] = {
+    "onnx": "ddp.onnx",
+    "openvino": "ddp.xml",
+    "onnx-int8": "ddp_int8.onnx",
+}
+CONVERTED_FROM_ONNX: tuple[ExportFormat, ...] = ("openvino", "onnx-int8")
+"""The formats made from the ONNX export."""
 _GRAPH_CODE = (Path(__file__).parent.parent / "network", Path(__file__).parent)
 """The sources the exported graph is made from: the network and this package."""
 
@@ -87,14 +96,29 @@ def write_export(
     out_dir: Path,
     *,
     from_onnx: Path | None = None,
+    calibration: Sequence[np.ndarray] | None = None,
 ) -> ExportManifest:
     """Export ``model`` (of ``config``) into ``out_dir`` (created) and return its manifest.
 
-    ``from_onnx``: for ``openvino``, an ONNX export of the same network to convert instead of
-    exporting it again.
+    ``from_onnx``: for ``openvino`` and ``onnx-int8``, an ONNX export of the same network to
+    convert instead of exporting it again. ``calibration``: for ``onnx-int8``, the (H, W, 3)
+    uint8 RGB images its activation ranges come from (default:
+    ``quantize.calibration_images`` of ``quantize.default_calibration_dir``).
     """
     from model.export.onnx_file import export_onnx
     from model.export.openvino_file import convert_onnx_to_openvino
+    from model.export.quantize import calibration_images, default_calibration_dir, quantize_onnx
+
+    def convert(onnx_path: Path) -> None:
+        if export_format == "openvino":
+            convert_onnx_to_openvino(onnx_path, model_path)
+            return
+        if calibration is None:
+            quantize_onnx(
+                onnx_path, model_path, calibration_images(default_calibration_dir()), config.input
+            )
+        else:
+            quantize_onnx(onnx_path, model_path, calibration, config.input)
 
     if export_format not in EXPORT_FORMATS:
         raise ValueError(f"export format must be one of {EXPORT_FORMATS}, got {export_format!r}")
@@ -103,12 +127,12 @@ def write_export(
     if export_format == "onnx":
         export_onnx(model, config, model_path)
     elif from_onnx is not None:
-        convert_onnx_to_openvino(from_onnx, model_path)
+        convert(from_onnx)
     else:
         with tempfile.TemporaryDirectory() as scratch:
             onnx_path = Path(scratch) / MODEL_FILES["onnx"]
             export_onnx(model, config, onnx_path)
-            convert_onnx_to_openvino(onnx_path, model_path)
+            convert(onnx_path)
     manifest = ExportManifest(
         format=export_format,
         model_file=model_path.name,
@@ -127,18 +151,27 @@ def exports_root() -> Path:
     return cache_dir() / "exports"
 
 
+def export_directory(
+    model: DDP, config: DDPConfig, export_format: ExportFormat, *, root: Path | None = None
+) -> Path:
+    """Where the cache under ``root`` (default :func:`exports_root`) keeps this network's
+    export in ``export_format``; it holds one when it has an ``export.json``."""
+    root = exports_root() if root is None else root
+    return root / f"{config.name}_{network_key(model, config)[:16]}" / export_format
+
+
 def cached_export(
     model: DDP, config: DDPConfig, export_format: ExportFormat, *, root: Path | None = None
 ) -> Path:
     """The export directory of this network in ``export_format`` under ``root`` (default
-    :func:`exports_root`), exported on first use (an OpenVINO export converts the cached ONNX
-    one). A directory appears only once complete, so an interrupted export is redone."""
+    :func:`exports_root`), exported on first use (the OpenVINO and int8 exports convert the
+    cached ONNX one). A directory appears only once complete, so an interrupted export is redone."""
     root = exports_root() if root is None else root
-    directory = root / f"{config.name}_{network_key(model, config)[:16]}" / export_format
+    directory = export_directory(model, config, export_format, root=root)
     if (directory / MANIFEST_NAME).is_file():
         return directory
     from_onnx = None
-    if export_format == "openvino":
+    if export_format in CONVERTED_FROM_ONNX:
         from_onnx = cached_export(model, config, "onnx", root=root) / MODEL_FILES["onnx"]
     partial = directory.with_name(f"{export_format}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)

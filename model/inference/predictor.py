@@ -30,8 +30,9 @@ class Predictor:
     device: torch.device
     precision: Precision = "fp32"
     runtime: Callable[[Tensor, Tensor], DDPOutput] | None = None
-    """What runs the forward pass instead of ``model`` (``model.runtimes``: an exported
-    graph in ONNX Runtime or OpenVINO); None: ``model`` itself, eager PyTorch."""
+    """What runs the forward pass instead of ``model`` (``model.runtimes``: a torch variant
+    such as channels-last or compiled, or an exported graph in ONNX Runtime or OpenVINO);
+    None: ``model`` itself, eager PyTorch."""
 
     @classmethod
     def from_checkpoint(

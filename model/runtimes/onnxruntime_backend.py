@@ -74,9 +74,8 @@ def execution_providers(
 
 
 class OnnxRuntime:
-    """``Runtime`` over an ONNX Runtime session of ``model_path``."""
-
-    name = "onnxruntime"
+    """``Runtime`` over an ONNX Runtime session of ``model_path``: runtime ``onnxruntime``, or
+    ``onnxruntime-int8`` (the int8 export, CPU only)."""
 
     def __init__(
         self,
@@ -86,8 +85,13 @@ class OnnxRuntime:
         precision: Precision,
         config: InputConfig,
         threads: int,
+        name: str = "onnxruntime",
     ) -> None:
         import onnxruntime
+
+        if name == "onnxruntime-int8" and device.type != "cpu":
+            raise ValueError(f"the onnxruntime-int8 runtime runs on the CPU, not {device}")
+        self.name = name
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
@@ -100,7 +104,8 @@ class OnnxRuntime:
 
     @property
     def description(self) -> str:
-        return f"onnxruntime {self.version} ({', '.join(self.session.get_providers())})"
+        int8 = ", int8 Conv" if self.name == "onnxruntime-int8" else ""
+        return f"onnxruntime {self.version} ({', '.join(self.session.get_providers())}{int8})"
 
     def __call__(self, images: Tensor, image_sizes: Tensor) -> DDPOutput:
         inputs: dict[str, np.ndarray] = {

@@ -8,6 +8,7 @@
 | ``training`` | ``ddp train`` and ``ddp recipe`` |
 | ``data`` | ``ddp synth``: render a synthetic data set |
 | ``serve`` | ``ddp serve``: the HTTP service |
+| ``worker`` | ``ddp worker``: runs the service's video jobs from the queue (docs/jobs.md) |
 | ``export`` | ``ddp export``: the network as ONNX or OpenVINO IR (docs/export.md) |
 | ``network`` | the options naming a network, and the predictor they load |
 
@@ -39,6 +40,7 @@ COMMAND_MODULES = {
     "recipe": "training",
     "synth": "data",
     "serve": "serve",
+    "worker": "worker",
     "export": "export",
 }
 """Command -> the module of this package whose ``run_<command>`` carries it out."""
@@ -133,6 +135,21 @@ def _add_runtime_argument(parser: argparse.ArgumentParser, default: str | None =
         help="what runs the network: eager PyTorch, or its export (made on first use, cached) "
         "in ONNX Runtime or OpenVINO" + ("" if default else " (default: DDP_RUNTIME or torch)"),
     )
+
+
+def _add_service_network_arguments(parser: argparse.ArgumentParser) -> None:
+    """The network of ``ddp serve`` and ``ddp worker``: options over the ``DDP_*`` settings."""
+    parser.add_argument(
+        "--weights", help="checkpoint (.safetensors); default: DDP_WEIGHTS or weights/"
+    )
+    parser.add_argument(
+        "--untrained",
+        metavar="CONFIG",
+        choices=sorted(CONFIGS),
+        help="when the weights are missing, serve a random network of this config (demo only)",
+    )
+    parser.add_argument("--device", help="auto, cpu or cuda[:N] (default: DDP_DEVICE or auto)")
+    _add_runtime_argument(parser, default=None)
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -230,15 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("serve", "run the HTTP service (settings also from DDP_* env)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--weights", help="checkpoint (.safetensors); default: DDP_WEIGHTS or weights/")
-    s.add_argument(
-        "--untrained",
-        metavar="CONFIG",
-        choices=sorted(CONFIGS),
-        help="when the weights are missing, serve a random network of this config (demo only)",
-    )
-    s.add_argument("--device", help="auto, cpu or cuda[:N] (default: DDP_DEVICE or auto)")
-    _add_runtime_argument(s, default=None)
+    _add_service_network_arguments(s)
+
+    w = command("worker", "run the service's video jobs from its queue (settings: DDP_* env)")
+    _add_service_network_arguments(w)
 
     x = command("export", "the network as one ONNX or OpenVINO graph, backbone to IUV logits")
     x.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.inference.images import DecodedImage
 from service.decoding import RAW_MEDIA_TYPES as IMAGE_MEDIA_TYPES
 from service.decoding import decode_image
 from service.deps import ModelDep, StateDep
@@ -72,12 +73,19 @@ async def densepose(
     model: ModelDep,
 ) -> Response:
     output = negotiate(options.format, request.headers.get("accept"))
-    data = await read_upload(request, max_bytes=state.settings.max_upload_bytes)
-    start = time.perf_counter()
-    image = await state.run_cpu(decode_image, data, max_pixels=state.settings.max_image_pixels)
-    decode_s = time.perf_counter() - start
-
-    batched = await state.predict(image, request)
+    settings = state.settings
+    model.batcher.refuse_if_full()  # 503 before the body is read
+    data = await read_upload(request, max_bytes=settings.max_upload_bytes)
+    with model.batcher.reserve() as place:  # held while decoding (not while a client uploads)
+        start = time.perf_counter()
+        image = await state.run_cpu(
+            decode_image,
+            data,
+            max_pixels=settings.max_image_pixels,
+            max_side=settings.max_image_side,
+        )
+        decode_s = time.perf_counter() - start
+        batched = await state.predict(image.rgb, request, place=place)
     result = batched.value.best(
         score_threshold=options.score_threshold, max_persons=options.max_persons
     )
@@ -95,6 +103,7 @@ async def densepose(
     )
     headers = {
         "X-Model-Id": model.info.model_id,
+        **_downscaled_header(image),
         "Server-Timing": ", ".join(
             f"{name};dur={1000 * getattr(timings, f'{name}_s'):.2f}"
             for name in ("decode", "queue", "model", "encode")
@@ -102,3 +111,12 @@ async def densepose(
     }
     body = output.body(encoded, model.info.model_id, timings)
     return Response(body, media_type=output.media_type, headers=headers)
+
+
+def _downscaled_header(image: DecodedImage) -> dict[str, str]:
+    """``X-Downscaled-From: WIDTHxHEIGHT``, the upload's own size, when it was downscaled
+    (every format; the JSON answer says it as ``downscaled_from`` too)."""
+    if not image.downscaled:
+        return {}
+    height, width = image.original_size
+    return {"X-Downscaled-From": f"{width}x{height}"}

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
@@ -17,17 +16,18 @@ from model.video import VideoOptions
 from service.deps import ModelDep, StateDep, VideoJobsDep
 from service.errors import ServiceError, error_responses
 from service.formats import FORMATS
+from service.jobs.files import ResultKind
+from service.jobs.records import JobRecord, JobState
 from service.schemas import ScoreThreshold
 from service.settings import Settings
 from service.uploads import request_body
-from service.video_jobs import JobState, VideoJob, VideoJobs
+from service.video_jobs import VideoJobs
 from service.video_uploads import RAW_MEDIA_TYPES, check_video, save_upload
 
 router = APIRouter(tags=["video"])
 
 _DEFAULTS = VideoOptions()
 _STATUS_ROUTE = "video_job_status"
-ResultKind = Literal["npz", "parts_mp4", "viridis_mp4"]
 _RESULT_MEDIA_TYPES: dict[ResultKind, str] = {
     "npz": FORMATS["npz"].media_type,
     "parts_mp4": "video/mp4",
@@ -143,11 +143,10 @@ def _job_path(request: Request, route_name: str, job_id: str) -> str:
     return request.scope.get("root_path", "") + request.app.url_path_for(route_name, job_id=job_id)
 
 
-def _status(job: VideoJob, request: Request) -> VideoJobStatus:
-    now = time.monotonic()
+def _status(job: JobRecord, request: Request) -> VideoJobStatus:
+    now = time.time()
     end = job.finished_at if job.finished_at is not None else now
     started = job.started_at if job.started_at is not None else end
-    outputs = job.outputs
     results = None
     if job.state == "done":
         results = VideoResults(
@@ -157,7 +156,7 @@ def _status(job: VideoJob, request: Request) -> VideoJobStatus:
     return VideoJobStatus(
         job_id=job.id,
         state=job.state,
-        cancel_requested=job.cancel.is_set(),
+        cancel_requested=job.cancel_requested,
         progress=Progress(frames_done=job.frames_done, frames_total=job.frames_total),
         video=ClipInfo(
             frames=video.frames,
@@ -170,7 +169,7 @@ def _status(job: VideoJob, request: Request) -> VideoJobStatus:
         timings=JobTimings(
             queued_s=started - job.created_at,
             running_s=None if job.started_at is None else end - job.started_at,
-            stages=dict(outputs.seconds) if outputs is not None else {},
+            stages=dict(job.stages),
         ),
         error=None if job.error is None else JobErrorInfo(**dataclasses.asdict(job.error)),
         results=results,
@@ -218,7 +217,7 @@ async def submit_video_job(
 ) -> VideoJobAccepted:
     settings = state.settings
     video_options = options.to_video_options(settings, batch_size=model.policy.max_batch_size)
-    with jobs.staging() as directory:
+    async with jobs.staging() as directory:
         upload = directory / "upload"
         await save_upload(request, upload, max_bytes=settings.video_max_bytes)
         source, video = await state.run_cpu(
@@ -228,14 +227,7 @@ async def submit_video_job(
             max_frames=settings.video_max_frames,
             max_pixels=settings.video_max_pixels,
         )
-        job = jobs.submit(
-            directory,
-            source,
-            video,
-            video_options,
-            predictor=model.predictor,
-            run_model=model.batcher.run_in_model_thread,
-        )
+        job = await jobs.submit(directory, source, video, video_options)
     status_url = _job_path(request, _STATUS_ROUTE, job.id)
     response.headers["Location"] = status_url
     return VideoJobAccepted(job_id=job.id, status_url=status_url)
@@ -248,7 +240,7 @@ async def submit_video_job(
     responses=_JOB_ERRORS,
 )
 async def video_job_status(job_id: str, request: Request, jobs: VideoJobsDep) -> VideoJobStatus:
-    return _status(jobs.get(job_id), request)
+    return _status(await jobs.get(job_id), request)
 
 
 @router.delete(
@@ -273,14 +265,14 @@ async def delete_video_job(job_id: str, request: Request, jobs: VideoJobsDep) ->
     return JSONResponse(_status(job, request).model_dump(mode="json"), status_code=202)
 
 
-def _result_file(jobs: VideoJobs, job_id: str, kind: ResultKind) -> FileResponse:
-    job = jobs.get(job_id)
-    if job.state != "done" or job.outputs is None:
+async def _result_file(jobs: VideoJobs, job_id: str, kind: ResultKind) -> FileResponse:
+    job = await jobs.get(job_id)
+    if job.state != "done":
         raise ServiceError(
             409, "job_not_done", f"job {job_id} is {job.state}: results exist once it is done"
         )
-    path: Path = getattr(job.outputs, kind)
-    filename = job_id + "".join(path.suffixes)  # <id>.npz, <id>.parts.mp4, <id>.viridis.mp4
+    path = jobs.result(job, kind)
+    filename = f"{job_id}.{path.name.removeprefix('result.')}"  # <id>.npz, <id>.parts.mp4, ...
     return FileResponse(path, media_type=_RESULT_MEDIA_TYPES[kind], filename=filename)
 
 
@@ -298,7 +290,7 @@ _RESULT_RESPONSES = {
     responses={200: {"content": {_RESULT_MEDIA_TYPES["npz"]: {}}}, **_RESULT_RESPONSES},
 )
 async def video_npz(job_id: str, jobs: VideoJobsDep) -> FileResponse:
-    return _result_file(jobs, job_id, "npz")
+    return await _result_file(jobs, job_id, "npz")
 
 
 @router.get(
@@ -309,7 +301,7 @@ async def video_npz(job_id: str, jobs: VideoJobsDep) -> FileResponse:
     responses={200: {"content": {_RESULT_MEDIA_TYPES["parts_mp4"]: {}}}, **_RESULT_RESPONSES},
 )
 async def video_parts_mp4(job_id: str, jobs: VideoJobsDep) -> FileResponse:
-    return _result_file(jobs, job_id, "parts_mp4")
+    return await _result_file(jobs, job_id, "parts_mp4")
 
 
 @router.get(
@@ -320,4 +312,4 @@ async def video_parts_mp4(job_id: str, jobs: VideoJobsDep) -> FileResponse:
     responses={200: {"content": {_RESULT_MEDIA_TYPES["viridis_mp4"]: {}}}, **_RESULT_RESPONSES},
 )
 async def video_viridis_mp4(job_id: str, jobs: VideoJobsDep) -> FileResponse:
-    return _result_file(jobs, job_id, "viridis_mp4")
+    return await _result_file(jobs, job_id, "viridis_mp4")

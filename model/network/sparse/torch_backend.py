@@ -40,6 +40,7 @@ def _sum_over_taps(feats: Tensor, weight: Tensor, index: Tensor) -> Tensor:
     out_channels, kernel_size, _, in_channels = weight.shape
     padded = _with_zero_row(feats)
     taps = weight.reshape(out_channels, kernel_size * kernel_size, in_channels)
+    taps = taps.to(feats.dtype)  # under autocast (bf16 on the CPU) the features' dtype
     out = feats.new_zeros(index.shape[1], out_channels)
     for tap in range(kernel_size * kernel_size):
         out.addmm_(padded.index_select(0, index[tap]), taps[:, tap].t())
