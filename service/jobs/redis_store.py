@@ -1,18 +1,22 @@
 """Job records on Redis, for API replicas and workers on many machines: each record a JSON
 string ``<prefix>:job:<id>``, the ids in the sets ``<prefix>:jobs`` (all) and
 ``<prefix>:active`` (queued or running: the bounds count its members). A change is an
-optimistic transaction (``WATCH`` the key, read, ``MULTI`` write), retried when another
-client changed the key in between. The one module that imports ``redis``."""
+optimistic transaction (``Redis.transaction``: ``WATCH`` the key, read, ``MULTI`` write),
+retried when another client changed the key in between. The one module that imports ``redis``."""
 
 from __future__ import annotations
 
-from redis import Redis, WatchError
+from collections.abc import Callable
+from typing import TypeVar, cast
+
+from redis import Redis
 from redis.client import Pipeline
 
 from service.jobs.records import JobRecord
 from service.jobs.store import Change
 
 KEY_PREFIX = "ddp:video"
+T = TypeVar("T")
 
 
 class RedisJobStore:
@@ -31,19 +35,21 @@ class RedisJobStore:
         else:
             pipe.srem(self._active, record.id)
 
+    def _transaction(self, write: Callable[[Pipeline], T], key: str) -> T:
+        """``write(pipe)`` with ``key`` watched, then its queued commands executed; redis-py
+        runs ``write`` again whenever another client changed ``key`` in between. Its value."""
+        value = self._redis.transaction(write, key, value_from_callable=True)  # type: ignore[arg-type]
+        return cast(T, value)
+
     def create(self, record: JobRecord, *, max_active: int) -> bool:
-        with self._redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(self._active)
-                    if pipe.scard(self._active) >= max_active:
-                        return False
-                    pipe.multi()
-                    self._write(pipe, record)
-                    pipe.execute()
-                    return True
-                except WatchError:
-                    continue
+        def bounded_write(pipe: Pipeline) -> bool:
+            if pipe.scard(self._active) >= max_active:
+                return False
+            pipe.multi()
+            self._write(pipe, record)
+            return True
+
+        return self._transaction(bounded_write, self._active)
 
     def get(self, job_id: str) -> JobRecord | None:
         text = self._redis.get(self._job + job_id)
@@ -51,20 +57,16 @@ class RedisJobStore:
 
     def update(self, job_id: str, change: Change) -> JobRecord | None:
         key = self._job + job_id
-        with self._redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    text = pipe.get(key)
-                    new = None if text is None else change(JobRecord.from_json(text))
-                    if new is None:
-                        return None
-                    pipe.multi()
-                    self._write(pipe, new)
-                    pipe.execute()
-                    return new
-                except WatchError:
-                    continue
+
+        def changed_write(pipe: Pipeline) -> JobRecord | None:
+            text = pipe.get(key)
+            new = None if text is None else change(JobRecord.from_json(text))
+            if new is not None:
+                pipe.multi()
+                self._write(pipe, new)
+            return new
+
+        return self._transaction(changed_write, key)
 
     def delete(self, job_id: str) -> None:
         with self._redis.pipeline() as pipe:
