@@ -21,6 +21,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+import torch
 
 from model.inference.predictor import Predictor
 from model.video import process_video
@@ -129,9 +130,16 @@ def _finished(status: dict[str, Any]) -> bool:
 
 
 def _reference(record: JobRecord, weights: Path, clip: Path, out: Path) -> dict[str, np.ndarray]:
-    """The NPZ of the job's clip and options, run here, undisturbed."""
+    """The NPZ of the job's clip and options, run here, undisturbed, with the servers' one
+    torch thread (another thread count sums the convolutions in another order: last-bit
+    differences in U and V)."""
     predictor = Predictor.from_checkpoint(weights, device="cpu")
-    outputs = process_video(clip, out, predictor, record.options)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(_settings(weights, out)["torch_threads"]))
+    try:
+        outputs = process_video(clip, out, predictor, record.options)
+    finally:
+        torch.set_num_threads(threads)
     with np.load(outputs.npz) as arrays:
         return {key: arrays[key] for key in arrays.files}
 
