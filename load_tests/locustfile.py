@@ -11,9 +11,12 @@ the image with that many persons), ``mixed`` (a random one of those per request)
 Users are closed loops (the next request when the answer is in). ``-t`` bounds a run by
 time; ``--tasks N`` by count: N tasks (requests, video jobs) of all users together start, and
 the run ends once they are done, however slow they are (the tests use it; ``-t`` is then a
-safety net). Statistics are split by request name: ``/densepose [N persons]``; refusals
-(503, queue full) are failures named ``... [rejected 503]``; a whole video job is one ``JOB``
-entry (``video job [submit to result]``) besides its HTTP requests.
+safety net). ``--video-clip`` names another MP4 to upload. ``--image-users K`` (``video``
+only): K of the users send images (``--image-scenario``, closed loops) for as long as the
+video jobs run, outside the ``--tasks`` count: the image endpoint's latency under a video
+load. Statistics are split by request name: ``/densepose [N persons]``; refusals (503, queue
+full) are failures named ``... [rejected 503]``; a whole video job is one ``JOB`` entry
+(``video job [submit to result]``) besides its HTTP requests.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import csv
 import itertools
 import random
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -44,14 +48,25 @@ from load_tests.scenarios import (
 )
 
 IMAGES = load_images()
-CLIP = (IMAGES_DIR / CLIP_NAME).read_bytes()
-_USER_SEEDS = itertools.count()
+_USER_INDEX = itertools.count()
+"""Users in the order they start: the index seeds each one's choices and picks its role."""
 
 
 def _arguments(parser: Any) -> None:
     parser.add_argument("--scenario", choices=SCENARIOS, default="mixed", help="what to send")
     parser.add_argument("--video-poll-s", type=float, default=0.5, help="status poll interval")
     parser.add_argument("--video-timeout-s", type=float, default=600.0, help="give up a job")
+    parser.add_argument(
+        "--video-clip", default=str(IMAGES_DIR / CLIP_NAME), help="the MP4 a video job uploads"
+    )
+    parser.add_argument(
+        "--image-users", type=int, default=0, metavar="K",
+        help="video scenario: K of the users send images meanwhile (not counted in --tasks)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--image-scenario", choices=SCENARIOS[:-1], default="persons-3",
+        help="what the --image-users send",
+    )  # fmt: skip
     parser.add_argument(
         "--tasks", type=int, metavar="N",
         help="end the run once N tasks (requests, video jobs; all users) are done",
@@ -68,7 +83,10 @@ events.init_command_line_parser.add_listener(_arguments)
 
 @events.test_start.add_listener
 def _start_budget(environment: Environment, **_: Any) -> None:
-    DensePoseUser.budget = TaskBudget(environment.parsed_options.tasks)
+    options: Any = environment.parsed_options
+    DensePoseUser.budget = TaskBudget(options.tasks)
+    if options.scenario == "video":
+        DensePoseUser.clip = Path(options.video_clip).read_bytes()
 
 
 @events.quitting.add_listener
@@ -87,9 +105,14 @@ class DensePoseUser(HttpUser):
     wait_time = constant(0)
     budget = TaskBudget(None)
     """The run's ``--tasks`` count, shared by all users (set at the start of the run)."""
+    clip = b""
+    """The ``--video-clip`` bytes (read at the start of a video run)."""
 
     def on_start(self) -> None:
-        self.rng = random.Random(next(_USER_SEEDS))
+        index = next(_USER_INDEX)
+        self.rng = random.Random(index)
+        # an image sender beside the video jobs, outside the task count
+        self.background = self.options.scenario == "video" and index < self.options.image_users
 
     @property
     def options(self) -> Any:
@@ -98,6 +121,9 @@ class DensePoseUser(HttpUser):
 
     @task
     def request(self) -> None:
+        if self.background:  # until the last video job is done (it ends the run)
+            self.image(pick_persons(self.options.image_scenario, self.rng))
+            return
         if not self.budget.take():
             raise StopUser()
         try:
@@ -125,8 +151,9 @@ class DensePoseUser(HttpUser):
         def send(method: str, path: str, *, name: str, **kwargs: Any) -> Any:
             return self.client.request(method, path, name=name, **kwargs)
 
+        options = self.options
         job = run_video_job(
-            send, CLIP, poll_s=self.options.video_poll_s, timeout_s=self.options.video_timeout_s
+            send, self.clip, poll_s=options.video_poll_s, timeout_s=options.video_timeout_s
         )
         self.environment.events.request.fire(
             request_type="JOB",

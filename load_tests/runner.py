@@ -57,6 +57,40 @@ class Row:
         return self.rps - self.failures_per_s
 
 
+@dataclass(frozen=True)
+class VideoLoad:
+    """The locustfile's options of a ``video`` run.
+
+    Attributes:
+        clip: the MP4 each job uploads (None: the committed ``images/clip.mp4``).
+        image_users: how many of the run's users send images instead, in closed loops, for
+            as long as the video jobs run (not counted in ``tasks``).
+        image_scenario: what they send (``persons-N`` or ``mixed``).
+        poll_s: interval of a job's status polls.
+        timeout_s: how long a client polls a job before it gives it up.
+    """
+
+    clip: Path | None = None
+    image_users: int = 0
+    image_scenario: str = "persons-3"
+    poll_s: float = 0.5
+    timeout_s: float = 600.0
+
+    def options(self) -> list[str]:
+        clip = [] if self.clip is None else ["--video-clip", str(self.clip)]
+        return [
+            *clip,
+            "--image-users",
+            str(self.image_users),
+            "--image-scenario",
+            self.image_scenario,
+            "--video-poll-s",
+            f"{self.poll_s:g}",
+            "--video-timeout-s",
+            f"{self.timeout_s:g}",
+        ]
+
+
 def _number(text: str) -> float:
     return math.nan if text in ("", "N/A") else float(text)
 
@@ -89,12 +123,17 @@ def locust_command(
     seconds: float,
     csv_prefix: Path,
     tasks: int | None = None,
+    video: VideoLoad | None = None,
 ) -> list[str]:
     """The headless Locust command line of one run (closed-loop users, all started at once):
     ``seconds`` long, or, with ``tasks``, until that many tasks (requests, video jobs) of all
     users together are done, ``seconds`` then being only a safety net (the locustfile's
-    ``--tasks``)."""
+    ``--tasks``). ``video``: what a ``video`` run uploads, and its image senders."""
     bound = [] if tasks is None else ["--tasks", str(tasks)]
+    if video is not None:
+        if scenario != "video":
+            raise ValueError(f"video options are for the 'video' scenario, not {scenario!r}")
+        bound += video.options()
     return [
         sys.executable,
         "-m",
@@ -131,13 +170,15 @@ def run_locust(
     seconds: float,
     csv_prefix: Path,
     tasks: int | None = None,
+    video: VideoLoad | None = None,
 ) -> dict[str, Row]:
     """Run Locust headless (:func:`locust_command`); its statistics. Locust exits 1 when some
     requests failed, which is a result here, not an error; a run that wrote no statistics is."""
     csv_prefix.parent.mkdir(parents=True, exist_ok=True)
     command = locust_command(
-        host, scenario, users=users, seconds=seconds, csv_prefix=csv_prefix, tasks=tasks
-    )
+        host, scenario, users=users, seconds=seconds, csv_prefix=csv_prefix, tasks=tasks,
+        video=video,
+    )  # fmt: skip
     done = subprocess.run(
         command,
         cwd=REPO,

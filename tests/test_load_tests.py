@@ -2,12 +2,16 @@
 (``TestClient``, tiny random network), Locust itself headless for a fixed number of requests
 and video jobs against a real uvicorn server, the sweep's perf_analyzer-style report from
 canned Locust CSV and two ``/metrics`` snapshots, the overload test's schedule and verdicts on
-made-up outcomes, and the scale-out nginx config (checked by ``nginx -t`` where nginx is
-installed)."""
+made-up outcomes, the scale-out nginx config (checked by ``nginx -t`` where nginx is
+installed), and the video jobs benchmark: its job counts on made-up records, and the whole run
+at its smallest size (a real ``redis-server``, API and worker processes, the tiny network)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import itertools
+import json
 import random
 import shutil
 import time
@@ -22,10 +26,10 @@ from PIL import Image
 from prometheus_client import generate_latest
 
 from benchmarks.common import environment
-from load_tests import overload, scale_out, sweep
-from load_tests.make_images import IMAGE_SIZE, MAX_BYTES
+from load_tests import overload, scale_out, sweep, video_jobs
+from load_tests.make_images import CLIP_FRAMES, IMAGE_SIZE, MAX_BYTES
 from load_tests.metrics import parse, server_split
-from load_tests.runner import locust_command, read_stats, run_locust
+from load_tests.runner import VideoLoad, locust_command, read_stats, run_locust
 from load_tests.scenarios import (
     CLIP_NAME,
     IMAGES_DIR,
@@ -40,7 +44,9 @@ from load_tests.scenarios import (
     pick_persons,
     run_video_job,
 )
+from model.video import VideoInfo, VideoOptions
 from service.app import create_app
+from service.jobs.records import JobRecord, JobState, new_job
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 from service.testing import ServerProcess, tiny_checkpoint
@@ -180,6 +186,19 @@ def test_locust_command_bounds_a_run_by_count_or_by_time() -> None:
         "http://h", "mixed", users=2, seconds=600, csv_prefix=Path("x"), tasks=8
     )
     assert counted[counted.index("--tasks") + 1] == "8"
+
+
+def test_locust_command_passes_a_video_load_to_the_locustfile() -> None:
+    load = VideoLoad(clip=Path("c.mp4"), image_users=2, image_scenario="persons-8", poll_s=0.25)
+    command = locust_command(
+        "http://h", "video", users=6, seconds=600, csv_prefix=Path("x"), tasks=4, video=load
+    )
+    options = dict(itertools.pairwise(command))  # each flag -> the word after it
+    assert options["--video-clip"] == "c.mp4" and options["--image-users"] == "2"
+    assert options["--image-scenario"] == "persons-8" and options["--video-poll-s"] == "0.25"
+    assert options["--tasks"] == "4" and options["--users"] == "6"
+    with pytest.raises(ValueError, match="'video' scenario"):
+        locust_command("http://h", "mixed", users=1, seconds=1, csv_prefix=Path("x"), video=load)
 
 
 # -- the sweep's report ---------------------------------------------------------------------
@@ -324,3 +343,103 @@ def test_nginx_config_has_both_backends_least_conn_and_stays_in_its_prefix(
         pytest.skip("nginx not installed: config rendered, not checked by nginx -t")
     config = scale_out.write_nginx(tmp_path, listen_port=8080, backends=backends)
     assert config.read_text() == text
+
+
+# -- video jobs -----------------------------------------------------------------------------
+
+
+def made_up_job(
+    index: int, *, state: JobState, created: float, started: float | None,
+    finished: float | None, frames: int = 20, attempts: int = 1,
+) -> JobRecord:  # fmt: skip
+    video = VideoInfo(frames=frames, fps=10.0, width=160, height=120)
+    record = new_job(f"{index:032x}", "video.mp4", video, VideoOptions(), now=created)
+    return dataclasses.replace(
+        record, state=state, started_at=started, finished_at=finished, attempts=attempts,
+        frames_done=frames if state == "done" else 0,
+    )  # fmt: skip
+
+
+def test_job_summary_counts_lost_jobs_and_frames_per_second() -> None:
+    records = [
+        made_up_job(0, state="done", created=100.0, started=100.0, finished=104.0),
+        made_up_job(1, state="done", created=100.5, started=104.0, finished=110.0, attempts=2),
+        made_up_job(2, state="running", created=101.0, started=110.0, finished=None),
+    ]
+    summary = video_jobs.job_summary(records, submitted=5, accepted=4, client_failures=2)
+    assert (summary["submitted"], summary["accepted"], summary["records"]) == (5, 4, 3)
+    assert (summary["done"], summary["failed"], summary["cancelled"]) == (2, 0, 0)
+    assert summary["lost"] == 2  # one still running, one accepted without a record
+    assert summary["attempts"] == 4 and summary["frames"] == 40
+    assert summary["seconds"] == pytest.approx(10.0)  # first acceptance to last finish
+    assert summary["frames_per_s"] == pytest.approx(4.0)
+    latency = summary["latency_s"]
+    assert latency["p50"] == pytest.approx(6.75) and latency["max"] == pytest.approx(9.5)
+    assert latency["queued_mean"] == pytest.approx(1.75)
+    assert latency["running_mean"] == pytest.approx(5.0)
+    assert summary["clip"] == {"frames": 20, "fps": 10.0, "width": 160, "height": 120}
+    nothing = video_jobs.job_summary([], submitted=1, accepted=0, client_failures=1)
+    assert nothing["lost"] == 0 and nothing["frames_per_s"] == 0.0 and nothing["clip"] is None
+
+
+def test_video_jobs_phases_start_workers_in_order_and_check_their_flags() -> None:
+    args = video_jobs.parse_args(["--out", "x", "--workers", "1", "2", "3"])
+    phases = video_jobs.separate_phases(args)
+    assert [(workers, phase.name) for workers, phase in phases] == [
+        (0, "images alone"),
+        (1, "video, 1 worker"),
+        (1, "images + video, separate worker"),
+        (2, "video, 2 workers"),
+        (3, "video, 3 workers"),
+    ]
+    assert phases[0][1].jobs == 0 and all(phase.jobs == 4 for _, phase in phases[1:])
+    assert [phase.image_users for _, phase in phases] == [2, 0, 2, 0, 0]
+    quiet = video_jobs.parse_args(["--out", "x", "--baseline-s", "0", "--image-users", "0"])
+    assert [phase.name for _, phase in video_jobs.separate_phases(quiet)] == [
+        "video, 1 worker",
+        "video, 2 workers",
+    ]
+    for bad in (["--workers", "2", "1"], ["--jobs", "0"], ["--clip", "clip.avi"]):
+        with pytest.raises(SystemExit):
+            video_jobs.parse_args(["--out", "x", *bad])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)  # four processes load a model each: minutes on a busy 2-core machine
+@pytest.mark.skipif(find_spec("locust") is None, reason="needs the 'load' extra (locust)")
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_video_jobs_benchmark_runs_every_phase_and_loses_no_job(
+    weights: Path, tmp_path: Path
+) -> None:
+    jobs = 2
+    report = video_jobs.main([
+        "--out", str(tmp_path / "out"), "--weights", str(weights),
+        "--clip", str(IMAGES_DIR / CLIP_NAME), "--jobs", str(jobs), "--image-users", "1",
+        "--baseline-s", "2", "--poll-s", "0.1", "--job-timeout-s", "900",
+    ])  # fmt: skip
+    phases = {phase["name"]: phase for phase in report["phases"]}
+    assert list(phases) == [
+        "images alone",
+        "video, 1 worker",
+        "images + video, separate worker",
+        "video, 2 workers",
+        "images + video, in-process worker",
+    ]
+    for phase in report["phases"][1:]:
+        counts = phase["jobs"]
+        assert (counts["submitted"], counts["accepted"], counts["records"]) == (jobs,) * 3
+        assert counts["done"] == jobs and counts["lost"] == 0 and counts["client_failures"] == 0
+        assert counts["frames"] == jobs * CLIP_FRAMES and counts["frames_per_s"] > 0
+    for name in ("images alone", "images + video, separate worker",
+                 "images + video, in-process worker"):  # fmt: skip
+        images = phases[name]["images"]
+        assert images["requests"] >= 1 and images["failures"] == 0, name
+    assert phases["video, 1 worker"]["images"] is None
+    assert report["jobs_lost"] == 0 and report["speedup"] is not None
+    assert report["clip"]["frames"] == CLIP_FRAMES
+    out = tmp_path / "out"
+    assert json.loads((out / "video_jobs.json").read_text())["jobs_lost"] == 0
+    text = (out / "video_jobs.md").read_text()
+    assert "| video, 2 workers | 2 | API 1 + worker 1 + worker 1 |" in text
+    assert "| images + video, in-process worker | API process | API 1 |" in text
+    assert (out / "video_jobs.png").stat().st_size > 0
