@@ -44,6 +44,16 @@ def delta(before: Snapshot, after: Snapshot, name: str, **labels: str) -> float:
     return total(after, name, **labels) - total(before, name, **labels)
 
 
+def share_within(
+    before: Snapshot, after: Snapshot, histogram: str, le: float, **labels: str
+) -> float:
+    """Of the observations ``histogram`` (with ``labels``) gained between the snapshots, the
+    share at most ``le`` (one of its bucket bounds); NaN when it gained none."""
+    count = delta(before, after, f"{histogram}_count", **labels)
+    within = delta(before, after, f"{histogram}_bucket", le=f"{le}", **labels)
+    return within / count if count else float("nan")
+
+
 def label_values(snapshot: Snapshot, name: str, label: str) -> set[str]:
     return {dict(ls)[label] for (n, ls) in snapshot if n == name and label in dict(ls)}
 

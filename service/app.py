@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
+from service.admission import QueueFullGate
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.middleware import RequestMetricsMiddleware
@@ -45,9 +46,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = state
     app.state.video_jobs = video_jobs
     install_error_handlers(app)
-    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     for module in (densepose, video, health, model_info, metrics):
         app.include_router(module.router)
+    # add_middleware wraps what is there: the gate runs inside the metrics, so a refusal at
+    # the gate is counted and timed like any other answer.
+    app.add_middleware(QueueFullGate, state=state)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     return app
 
 

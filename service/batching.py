@@ -13,6 +13,13 @@ rest into groups by ``group_key`` (requests of one group are computed together, 
 model thread and resolves every future. A group that fails is retried one request at a
 time, so a bad request fails alone; the batcher task itself never dies.
 
+Every request has a ``Deadline`` (``model.inference.deadline``; ``submit``'s ``timeout_s`` or
+one the caller made). A model with a ``run_batch(items, deadlines)`` method
+(``DeadlineAwareModel``: the ``Predictor``) gets each item's deadline and stops the work on an
+item whose deadline passed (within one person's work), answering a ``DeadlineExceeded`` for
+it alone: that request gets the ``deadline`` rejection (504), the others of its batch their
+results. Any output that is an exception fails its own request only.
+
 ``BatchingPolicy`` is how the service batches images: worked out once, when the model is
 loaded, from the settings and the model's device.
 """
@@ -26,8 +33,9 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
+from model.inference.deadline import Deadline, DeadlineExceeded
 from service.metrics import ServiceMetrics
 from service.settings import BatchMode, Settings
 
@@ -39,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+In_contra = TypeVar("In_contra", contravariant=True)
+Out_co = TypeVar("Out_co", covariant=True)
 R = TypeVar("R")
 RejectReason = Literal["queue_full", "deadline", "shutting_down"]
 
@@ -51,6 +61,27 @@ class Rejected(Exception):
         self.reason = reason
         self.message = message
         self.retry_after_s = retry_after_s
+
+
+def reject(
+    metrics: ServiceMetrics, reason: RejectReason, message: str, *, retry_after_s: int = 1
+) -> Rejected:
+    """A ``Rejected`` to raise, counted in ``ddp_rejected_requests_total{reason}`` (each
+    rejection is made, and counted, once)."""
+    metrics.rejections.labels(reason=reason).inc()
+    return Rejected(reason, message, retry_after_s=retry_after_s)
+
+
+@runtime_checkable
+class DeadlineAwareModel(Protocol[In_contra, Out_co]):
+    """A model that takes each item's deadline and stops the work on an item past it."""
+
+    def run_batch(
+        self, items: Sequence[In_contra], deadlines: Sequence[Deadline]
+    ) -> Sequence[Out_co | BaseException]:
+        """One output per item, in order: its result, or the exception that failed it alone
+        (``DeadlineExceeded`` once its deadline passed)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -91,19 +122,22 @@ class _Job(Generic[In, Out]):
     item: In
     future: asyncio.Future[Batched[Out]]
     enqueued_at: float
-    deadline: float
+    deadline: Deadline
     started_at: float = field(default=0.0)
 
 
 class Batcher(Generic[In, Out]):
-    """Batches ``submit``-ted items into calls of ``run_batch(items) -> outputs`` (same order).
+    """Batches ``submit``-ted items into calls of the model (same order): ``run_batch(items,
+    deadlines)`` of a ``DeadlineAwareModel``, else ``run_batch(items)`` (every item computed to
+    the end). An output may be an exception: it fails its item alone.
 
     ``group_key``: items with equal keys share a call; None: each collected batch is one call.
     """
 
     def __init__(
         self,
-        run_batch: Callable[[list[In]], Sequence[Out]],
+        run_batch: Callable[[list[In]], Sequence[Out | BaseException]]
+        | DeadlineAwareModel[In, Out],
         *,
         max_batch_size: int,
         max_wait_s: float,
@@ -111,7 +145,12 @@ class Batcher(Generic[In, Out]):
         metrics: ServiceMetrics,
         group_key: Callable[[In], Hashable] | None = None,
     ) -> None:
-        self._run_batch = run_batch
+        self._run_batch: Callable[[list[In], list[Deadline]], Sequence[Out | BaseException]]
+        if isinstance(run_batch, DeadlineAwareModel):
+            self._run_batch = run_batch.run_batch
+        else:
+            plain = run_batch
+            self._run_batch = lambda items, _: plain(items)
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_s
         self._group_key = group_key
@@ -154,31 +193,43 @@ class Batcher(Generic[In, Out]):
         self._reserved -= 1
 
     async def submit(
-        self, item: In, *, timeout_s: float, place: QueuePlace | None = None
+        self,
+        item: In,
+        *,
+        timeout_s: float | None = None,
+        deadline: Deadline | None = None,
+        place: QueuePlace | None = None,
     ) -> Batched[Out]:
-        """Compute ``item`` in some batch (in ``place`` if one is held for it); cancelling
-        the caller drops it if not yet started.
+        """Compute ``item`` in some batch (in ``place`` if one is held for it) before its
+        deadline: ``deadline``, or ``timeout_s`` seconds from now (give one of the two).
+        Cancelling the caller drops it if not yet started.
 
         Raises:
-            Rejected: queue full or shutting down (at once), or the deadline passed.
-            Exception: whatever ``run_batch`` raised for this item alone.
+            Rejected: queue full or shutting down (at once), or the deadline passed (in the
+                queue, in the model, or while the caller waited).
+            Exception: whatever ``run_batch`` raised, or answered, for this item alone.
         """
+        if (timeout_s is None) == (deadline is None):
+            raise TypeError("submit takes either timeout_s or deadline")
+        if deadline is None:
+            assert timeout_s is not None
+            deadline = Deadline.after(timeout_s)
         if place is not None:
             place.release()  # the item takes its place now: the queue has room for it
         self.refuse_if_full()
-        now = time.monotonic()
         future: asyncio.Future[Batched[Out]] = asyncio.get_running_loop().create_future()
-        job = _Job(item, future, enqueued_at=now, deadline=now + timeout_s)
+        job = _Job(item, future, enqueued_at=time.monotonic(), deadline=deadline)
         self._queue.put_nowait(job)
+        budget_s = deadline.remaining_s()
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(None if math.isinf(budget_s) else budget_s):
                 return await job.future
         except TimeoutError:
             already = _rejection_of(job.future)
             if already is not None:  # the batcher rejected it (and counted it) as time ran out
                 raise already from None
             raise self._reject(
-                "deadline", f"no result within the request timeout of {timeout_s:g} s"
+                "deadline", f"no result within the request timeout of {budget_s:.3g} s"
             ) from None
 
     async def stop(self, *, drain_timeout_s: float) -> None:
@@ -214,8 +265,7 @@ class Batcher(Generic[In, Out]):
             )
 
     def _reject(self, reason: RejectReason, message: str, *, retry_after_s: int = 1) -> Rejected:
-        self._metrics.rejections.labels(reason=reason).inc()
-        return Rejected(reason, message, retry_after_s=retry_after_s)
+        return reject(self._metrics, reason, message, retry_after_s=retry_after_s)
 
     def _retry_after_s(self) -> int:
         batches_ahead = self.depth / self._max_batch_size + 1
@@ -258,7 +308,7 @@ class Batcher(Generic[In, Out]):
         for job in jobs:
             if job.future.done():  # cancelled: deadline passed or the client went away
                 continue
-            if now >= job.deadline:
+            if job.deadline.expired:
                 self._fail(job, self._reject("deadline", "the request timed out in the queue"))
                 continue
             job.started_at = now
@@ -281,9 +331,10 @@ class Batcher(Generic[In, Out]):
             return
         loop = asyncio.get_running_loop()
         items = [job.item for job in jobs]
+        deadlines = [job.deadline for job in jobs]
         try:
-            outputs, seconds = await loop.run_in_executor(
-                self._executor, _timed, self._run_batch, items
+            timed: tuple[Sequence[Out | BaseException], float] = await loop.run_in_executor(
+                self._executor, _timed, self._run_batch, items, deadlines
             )
         except Exception as error:
             if retry_alone:
@@ -294,11 +345,19 @@ class Batcher(Generic[In, Out]):
             for job in jobs:
                 self._fail(job, error)
             return
+        outputs, seconds = timed
         self._recent_batch_s = seconds
         self._metrics.forward_time.labels(batch_size=str(len(jobs))).observe(seconds)
         self._metrics.batch_size.observe(len(jobs))
         for job, output in zip(jobs, outputs, strict=True):
-            if not job.future.done():
+            if job.future.done():  # cancelled meanwhile: the caller counted its own end
+                continue
+            if isinstance(output, DeadlineExceeded):
+                message = f"no result within the request timeout: {output}"
+                self._fail(job, self._reject("deadline", message))
+            elif isinstance(output, BaseException):
+                self._fail(job, output)
+            else:
                 job.future.set_result(
                     Batched(output, job.started_at - job.enqueued_at, seconds, len(jobs))
                 )
@@ -310,11 +369,13 @@ class Batcher(Generic[In, Out]):
 
 
 def _timed(
-    run_batch: Callable[[list[In]], Sequence[Out]], items: list[In]
-) -> tuple[Sequence[Out], float]:
+    run_batch: Callable[[list[In], list[Deadline]], Sequence[Out | BaseException]],
+    items: list[In],
+    deadlines: list[Deadline],
+) -> tuple[Sequence[Out | BaseException], float]:
     """Run in the model thread; the output count must match the input count."""
     start = time.perf_counter()
-    outputs = run_batch(items)
+    outputs = run_batch(items, deadlines)
     if len(outputs) != len(items):
         raise RuntimeError(f"run_batch returned {len(outputs)} outputs for {len(items)} inputs")
     return outputs, time.perf_counter() - start
@@ -343,7 +404,8 @@ class BatchingPolicy:
     queue_size: int
     """Requests waiting beyond this are refused at once."""
     request_timeout_s: float
-    """Deadline of a request from its arrival in the queue."""
+    """Deadline of a request from its arrival in the queue (its work stops there: in the
+    queue, in post-processing, in encoding)."""
 
     @classmethod
     def of(cls, settings: Settings, device: torch.device) -> BatchingPolicy:

@@ -1,4 +1,6 @@
-"""Dependencies of the routes, as ``Annotated`` aliases."""
+"""Dependencies of the routes, as ``Annotated`` aliases. Each is ``async``: FastAPI runs a plain
+``def`` dependency in a worker thread, a hop that cost each request (a queue-full 503 too)
+milliseconds when the model's threads kept the CPUs busy."""
 
 from __future__ import annotations
 
@@ -10,16 +12,16 @@ from service.state import LoadedModel, ServiceState
 from service.video_jobs import VideoJobs
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
 
 
-def get_model(state: Annotated[ServiceState, Depends(get_state)]) -> LoadedModel:
+async def get_model(state: Annotated[ServiceState, Depends(get_state)]) -> LoadedModel:
     return state.model
 
 
-def get_video_jobs(request: Request) -> VideoJobs:
+async def get_video_jobs(request: Request) -> VideoJobs:
     jobs: VideoJobs = request.app.state.video_jobs
     return jobs
 

@@ -70,12 +70,17 @@ async def _service_error(_: Request, error: Exception) -> JSONResponse:
     return error_response(error.status, error.code, error.message, headers=error.headers)
 
 
-async def _rejected(_: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, Rejected)
+def rejection_response(error: Rejected) -> JSONResponse:
+    """The answer to a request the batcher refused: 503 or 504, with Retry-After."""
     headers = {"Retry-After": str(error.retry_after_s)}
     return error_response(
         _REJECTED_STATUS[error.reason], error.reason, error.message, headers=headers
     )
+
+
+async def _rejected(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, Rejected)
+    return rejection_response(error)
 
 
 async def _client_disconnect(_: Request, __: Exception) -> JSONResponse:

@@ -1,17 +1,22 @@
 """What ``POST /densepose`` answers: one registry of output formats (name -> media type ->
 encoder), and the choice among them by the ``format`` query option or else the ``Accept``
 header. A new format is one entry of ``FORMATS``: the option, the negotiation, the OpenAPI
-document and the route all read it from there."""
+document and the route all read it from there.
+
+Every encoder takes the request's ``Deadline`` and checks it before each person (and before a
+last whole-image step such as the NPZ's compression): an answer nobody waits for any more
+stops within one person's work (``DeadlineExceeded``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 import cv2
 from pydantic import AfterValidator, WithJsonSchema
 
+from model.inference.deadline import NO_DEADLINE, Deadline
 from model.inference.images import DecodedImage
 from model.outputs.encoding import result_to_npz_bytes
 from model.outputs.visualize import draw_overlay
@@ -29,6 +34,26 @@ from service.schemas import (
 )
 
 Encoded = TypeVar("Encoded")
+Encoded_co = TypeVar("Encoded_co", covariant=True)
+
+
+class Encoder(Protocol[Encoded_co]):
+    """``encode(result, image, json_parts, deadline)``: the CPU work of an answer, ``result``
+    in the pixels of ``image.rgb``.
+
+    Raises:
+        DeadlineExceeded: before a person (or a last whole-image step), once ``deadline``
+            (default: none) has passed.
+    """
+
+    def __call__(
+        self,
+        result: DensePoseResult,
+        image: DecodedImage,
+        json_parts: Collection[JsonPart],
+        deadline: Deadline = ...,
+        /,
+    ) -> Encoded_co: ...
 
 
 @dataclass(frozen=True)
@@ -39,9 +64,9 @@ class OutputFormat(Generic[Encoded]):
 
     media_type: str
     description: str
-    encode: Callable[[DensePoseResult, DecodedImage, Collection[JsonPart]], Encoded]
-    """``encode(result, image, json_parts)``: the CPU work, in a worker thread, timed as
-    ``encode_s``; ``result`` is in the pixels of ``image.rgb``."""
+    encode: Encoder[Encoded]
+    """``encode(result, image, json_parts, deadline)``: the CPU work, in a worker thread, timed
+    as ``encode_s``."""
     body: Callable[[Encoded, str, Timings], bytes]
     """``body(encoded, model_id, timings)``: the bytes sent."""
 
@@ -51,9 +76,16 @@ _JsonEncoded = tuple[ImageSize, ImageSize | None, list[Person]]
 
 
 def _encode_json(
-    result: DensePoseResult, image: DecodedImage, parts: Collection[JsonPart]
+    result: DensePoseResult,
+    image: DecodedImage,
+    parts: Collection[JsonPart],
+    deadline: Deadline = NO_DEADLINE,
 ) -> _JsonEncoded:
-    return image_size_of(result), downscaled_from(image), persons_of(result, parts=parts)
+    persons: list[Person] = []
+    for i in range(len(result)):
+        deadline.check(f"in encoding, at person {i + 1} of {len(result)}")
+        persons += persons_of(result.select([i]), parts=parts)
+    return image_size_of(result), downscaled_from(image), persons
 
 
 def _json_body(encoded: _JsonEncoded, model_id: str, timings: Timings) -> bytes:
@@ -68,14 +100,24 @@ def _json_body(encoded: _JsonEncoded, model_id: str, timings: Timings) -> bytes:
     return answer.to_json()
 
 
-def _encode_npz(result: DensePoseResult, _: DecodedImage, __: Collection[JsonPart]) -> bytes:
-    return result_to_npz_bytes(result)
+def _encode_npz(
+    result: DensePoseResult,
+    _: DecodedImage,
+    __: Collection[JsonPart],
+    deadline: Deadline = NO_DEADLINE,
+) -> bytes:
+    return result_to_npz_bytes(result, deadline=deadline)
 
 
 def _encode_overlay_png(
-    result: DensePoseResult, image: DecodedImage, _: Collection[JsonPart]
+    result: DensePoseResult,
+    image: DecodedImage,
+    _: Collection[JsonPart],
+    deadline: Deadline = NO_DEADLINE,
 ) -> bytes:
-    overlay_bgr = cv2.cvtColor(draw_overlay(image.rgb, result), cv2.COLOR_RGB2BGR)
+    overlay_rgb = draw_overlay(image.rgb, result, deadline=deadline)
+    deadline.check("before the PNG is compressed")
+    overlay_bgr = cv2.cvtColor(overlay_rgb, cv2.COLOR_RGB2BGR)
     ok, png = cv2.imencode(".png", overlay_bgr)
     if not ok:
         raise RuntimeError(f"PNG encoding failed for an overlay of shape {overlay_bgr.shape}")

@@ -1,7 +1,9 @@
 """Pure-ASGI middleware timing every HTTP request into ``ServiceMetrics``.
 
 The endpoint label is the matched route's path template (``other`` when none matched); the
-persons label is what the endpoint stored in ``request.state.persons`` (``none`` otherwise).
+persons label is what the endpoint stored in ``request.state.persons`` (``none`` otherwise). A
+middleware that answers before routing (the queue-full gate) names the endpoint in
+``scope["state"]["endpoint"]`` instead.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.metrics import NO_PERSONS_LABEL, ServiceMetrics, person_bucket
 
 PERSONS_STATE_KEY = "persons"
+ENDPOINT_STATE_KEY = "endpoint"
 
 
 class RequestMetricsMiddleware:
@@ -38,7 +41,7 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             route = scope.get("route")
-            endpoint = getattr(route, "path", "other")
+            endpoint = scope["state"].get(ENDPOINT_STATE_KEY) or getattr(route, "path", "other")
             persons = scope["state"].get(PERSONS_STATE_KEY)
             label = NO_PERSONS_LABEL if persons is None else person_bucket(persons)
             self.metrics.request_latency.labels(endpoint=endpoint, persons=label).observe(

@@ -14,6 +14,7 @@ from typing import Literal, ParamSpec, TypeVar
 import numpy as np
 from fastapi import Request
 
+from model.inference.deadline import Deadline
 from model.inference.predictor import Predictor
 from model.structures import DensePoseResult
 from service.batching import Batched, Batcher, BatchingPolicy, QueuePlace
@@ -114,14 +115,20 @@ class ServiceState:
         return await loop.run_in_executor(self._cpu, lambda: function(*args, **kwargs))
 
     async def predict(
-        self, image: np.ndarray, request: Request, *, place: QueuePlace | None = None
+        self,
+        image: np.ndarray,
+        request: Request,
+        *,
+        deadline: Deadline | None = None,
+        place: QueuePlace | None = None,
     ) -> Batched[DensePoseResult]:
-        """Batched inference of one image (in ``place`` if the route reserved one); abandoned
-        (not computed) if the client goes away."""
+        """Batched inference of one image (in ``place`` if the route reserved one) before
+        ``deadline`` (None: ``request_timeout_s`` from now); abandoned (not computed) if the
+        client goes away, stopped where it is once the deadline passes (504)."""
         model = self.model
-        submit = asyncio.create_task(
-            model.batcher.submit(image, timeout_s=model.policy.request_timeout_s, place=place)
-        )
+        if deadline is None:
+            deadline = Deadline.after(model.policy.request_timeout_s)
+        submit = asyncio.create_task(model.batcher.submit(image, deadline=deadline, place=place))
         gone = asyncio.create_task(_client_gone(request))
         try:
             await asyncio.wait({submit, gone}, return_when=asyncio.FIRST_COMPLETED)

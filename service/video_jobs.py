@@ -62,6 +62,9 @@ class VideoJobs:
         return self.backend.files.root
 
     async def start(self) -> None:
+        """Open the job store and start the worker and the sweeper; again after ``stop``
+        (an app's lifespan may run more than once: tests, embedding servers)."""
+        self._closing = False
         self._backend = await asyncio.to_thread(open_backend, self._settings)
         if self._settings.video_worker:
             self._worker = VideoWorker(

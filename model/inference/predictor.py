@@ -13,7 +13,8 @@ from torch import Tensor
 from model.checkpoint import load_checkpoint
 from model.config import DDPConfig
 from model.device import Precision, autocast, select_device
-from model.inference.postprocess import to_results
+from model.inference.deadline import Deadline, DeadlineExceeded
+from model.inference.postprocess import image_result, to_results
 from model.inference.preprocess import PreparedBatch, image_to_tensor, prepare_batch
 from model.network.ddp import DDP, build_ddp
 from model.structures import DDPOutput, DensePoseResult
@@ -23,7 +24,8 @@ from model.structures import DDPOutput, DensePoseResult
 class Predictor:
     """Inference: preprocessing, ``DDP.forward`` under ``inference_mode`` (+ autocast on CUDA),
     post-processing. ``__call__(images: list of (H, W, 3) uint8 RGB) -> list[DensePoseResult]``
-    is ``postprocess(*forward(images))``; video smoothing works on the logits in between."""
+    is ``postprocess(*forward(images))``; video smoothing works on the logits in between.
+    ``run_batch`` is ``__call__`` with a deadline per image (the service's batcher calls it)."""
 
     model: DDP
     config: DDPConfig
@@ -60,6 +62,44 @@ class Predictor:
         if not images_rgb:
             return []
         return self.postprocess(*self.forward(images_rgb))
+
+    def run_batch(
+        self, images_rgb: Sequence[np.ndarray], deadlines: Sequence[Deadline]
+    ) -> list[DensePoseResult | DeadlineExceeded]:
+        """``__call__`` that stops the work on an image once its deadline has passed: an image
+        already past it is left out of the forward pass, one whose deadline passes during
+        post-processing stops before its next person (or band of one). The other images of
+        the batch are computed as usual.
+
+        Args:
+            images_rgb: (H_i, W_i, 3) uint8 RGB images, as for ``__call__``.
+            deadlines: one per image.
+
+        Returns:
+            Per image, in order: its result, or the ``DeadlineExceeded`` that stopped it.
+        """
+        if len(deadlines) != len(images_rgb):
+            raise ValueError(f"{len(deadlines)} deadlines for {len(images_rgb)} images")
+        outcomes: dict[int, DensePoseResult | DeadlineExceeded] = {}
+        live = []
+        for i, deadline in enumerate(deadlines):
+            try:
+                deadline.check("before the forward pass")
+            except DeadlineExceeded as error:
+                outcomes[i] = error
+            else:
+                live.append(i)
+        if live:
+            output, batch = self.forward([images_rgb[i] for i in live])
+            threshold = self.config.instance.mask_threshold
+            for b, i in enumerate(live):
+                try:
+                    outcomes[i] = image_result(
+                        output, batch, b, mask_threshold=threshold, deadline=deadlines[i]
+                    )
+                except DeadlineExceeded as error:
+                    outcomes[i] = error
+        return [outcomes[i] for i in range(len(images_rgb))]
 
     def forward(self, images_rgb: Sequence[np.ndarray]) -> tuple[DDPOutput, PreparedBatch]:
         """The raw step: (H_i, W_i, 3) uint8 RGB images (at least one) -> the network's raw

@@ -14,6 +14,9 @@ persons are merged into one map (``paste_parts_uv``), each pixel belongs to the 
 the **highest score** whose crop labels it (I > 0); ties go to the lower index. Lower-score
 persons never overwrite higher-score ones. The NPZ (``model.outputs.npz``) holds these merged
 maps and the instance map of ``mask_owners``.
+
+The functions that loop over persons take a ``Deadline`` (``model.inference.deadline``),
+checked before each person: an answer nobody waits for any more stops within one person.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 from torch import Tensor
 
 from model.config import NUM_PARTS
+from model.inference.deadline import NO_DEADLINE, Deadline
 from model.outputs.npz import FrameArrays, frame_npz_bytes
 from model.structures import DensePoseResult
 
@@ -136,29 +140,42 @@ def claim_order(scores: Tensor) -> list[int]:
     return torch.sort(scores.cpu(), descending=True, stable=True).indices.tolist()
 
 
-def mask_owners(result: DensePoseResult) -> Tensor:
+def mask_owners(result: DensePoseResult, *, deadline: Deadline = NO_DEADLINE) -> Tensor:
     """(H, W) int64: the person whose instance mask covers each pixel (-1 = none), overlaps
-    resolved by ``claim_order``."""
+    resolved by ``claim_order``.
+
+    Raises:
+        DeadlineExceeded: before a person, once ``deadline`` has passed.
+    """
     owner = np.full(result.masks.shape[-2:], -1, dtype=np.int64)
     masks = result.masks.cpu().numpy()
-    for index in reversed(claim_order(result.scores)):  # the first claimant writes last
+    order = reversed(claim_order(result.scores))  # the first claimant writes last
+    for step, index in enumerate(order):
+        deadline.check(f"in the instance map, at person {step + 1} of {len(result)}")
         owner[masks[index]] = index
     return torch.from_numpy(owner)
 
 
-def paste_owners(result: DensePoseResult) -> tuple[Tensor, Tensor, Tensor]:
+def paste_owners(
+    result: DensePoseResult, *, deadline: Deadline = NO_DEADLINE
+) -> tuple[Tensor, Tensor, Tensor]:
     """``paste_parts_uv`` plus which person owns each pixel of it (``claim_order`` over the
     persons' labelled pixels, I > 0).
 
     Returns:
         owner (H, W) int64 (person index, -1 = none), parts (H, W) uint8, uv (2, H, W) float32.
+
+    Raises:
+        DeadlineExceeded: before a person, once ``deadline`` has passed.
     """
     height, width = result.masks.shape[-2:]
     owner = np.full((height, width), -1, dtype=np.int64)
     parts = np.zeros((height, width), dtype=np.uint8)
     uv = np.zeros((2, height, width), dtype=np.float32)
     boxes = result.integer_boxes().tolist()
-    for index in reversed(claim_order(result.scores)):  # the first claimant writes last
+    order = reversed(claim_order(result.scores))  # the first claimant writes last
+    for step, index in enumerate(order):
+        deadline.check(f"in the merged maps, at person {step + 1} of {len(result)}")
         x0, y0, x1, y1 = boxes[index]
         person_parts, person_uv = (crop.numpy() for crop in _crops(result, index, boxes[index]))
         labelled = person_parts > 0  # [h, w]; the slices below are views: they write through
@@ -168,15 +185,23 @@ def paste_owners(result: DensePoseResult) -> tuple[Tensor, Tensor, Tensor]:
     return torch.from_numpy(owner), torch.from_numpy(parts), torch.from_numpy(uv)
 
 
-def frame_arrays(result: DensePoseResult, track_ids: np.ndarray | None = None) -> FrameArrays:
+def frame_arrays(
+    result: DensePoseResult,
+    track_ids: np.ndarray | None = None,
+    *,
+    deadline: Deadline = NO_DEADLINE,
+) -> FrameArrays:
     """A result as one frame of the NPZ: the merged maps of ``paste_parts_uv``, the instance
     map of ``mask_owners`` (i + 1 = person i), and the persons in the result's order.
 
     Args:
         track_ids: (N,) int, the persons' track ids in a video; None: 1..N (an image).
+
+    Raises:
+        DeadlineExceeded: before a person, once ``deadline`` has passed.
     """
-    owner = mask_owners(result).numpy()
-    _, parts, uv = paste_owners(result)
+    owner = mask_owners(result, deadline=deadline).numpy()
+    _, parts, uv = paste_owners(result, deadline=deadline)
     ids = np.arange(1, len(result) + 1) if track_ids is None else np.asarray(track_ids)
     return FrameArrays(
         parts=parts.numpy(),
@@ -189,6 +214,12 @@ def frame_arrays(result: DensePoseResult, track_ids: np.ndarray | None = None) -
     )
 
 
-def result_to_npz_bytes(result: DensePoseResult) -> bytes:
-    """The NPZ of one image (``model.outputs.npz``: a clip of one frame; track ids 1..N)."""
-    return frame_npz_bytes(frame_arrays(result))
+def result_to_npz_bytes(result: DensePoseResult, *, deadline: Deadline = NO_DEADLINE) -> bytes:
+    """The NPZ of one image (``model.outputs.npz``: a clip of one frame; track ids 1..N).
+
+    Raises:
+        DeadlineExceeded: before a person or the compression, once ``deadline`` has passed.
+    """
+    arrays = frame_arrays(result, deadline=deadline)
+    deadline.check("before the NPZ is compressed")
+    return frame_npz_bytes(arrays)

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.inference.deadline import NO_DEADLINE, Deadline
 from model.outputs.encoding import paste_owners
 from model.structures import DensePoseResult
 
@@ -64,9 +65,11 @@ _NEIGHBOURS = (
 )
 
 
-def _pasted(result: DensePoseResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pasted(
+    result: DensePoseResult, deadline: Deadline = NO_DEADLINE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``paste_owners`` as numpy: owner (H, W), parts (H, W), uv (2, H, W)."""
-    owner, parts, uv = paste_owners(result)
+    owner, parts, uv = paste_owners(result, deadline=deadline)
     return owner.numpy(), parts.numpy(), uv.numpy()
 
 
@@ -111,6 +114,7 @@ def draw_overlay(
     *,
     alpha: float = 0.6,
     contour_levels: int = 10,
+    deadline: Deadline = NO_DEADLINE,
 ) -> np.ndarray:
     """Dense pose drawn over an image, in the style of the DDP paper's figures.
 
@@ -124,10 +128,15 @@ def draw_overlay(
 
     Returns:
         (H, W, 3) uint8, a new array (pixels outside persons and boxes unchanged).
+
+    Raises:
+        DeadlineExceeded: before a person is pasted or the picture drawn, once ``deadline``
+            has passed.
     """
     height, width = result.masks.shape[-2:]
     _check_image(image_rgb, height, width)
-    owner, parts, uv = _pasted(result)
+    owner, parts, uv = _pasted(result, deadline)
+    deadline.check("before the overlay is drawn")
     out = draw_dense_overlay(
         image_rgb, owner, parts, uv, alpha=alpha, contour_levels=contour_levels
     )

@@ -1,4 +1,8 @@
-"""``POST /densepose``: one image in, dense pose of every person out."""
+"""``POST /densepose``: one image in, dense pose of every person out.
+
+A request's ``Deadline`` (``request_timeout_s``) starts when its image enters the queue and
+covers the model's work and the encoding: past it, the work stops where it is (between two
+persons) and the answer is 504 ``deadline``."""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.inference.deadline import Deadline, DeadlineExceeded
 from model.inference.images import DecodedImage
+from service.batching import reject
 from service.decoding import RAW_MEDIA_TYPES as IMAGE_MEDIA_TYPES
 from service.decoding import decode_image
 from service.deps import ModelDep, StateDep
@@ -74,7 +80,7 @@ async def densepose(
 ) -> Response:
     output = negotiate(options.format, request.headers.get("accept"))
     settings = state.settings
-    model.batcher.refuse_if_full()  # 503 before the body is read
+    # A full queue was refused before routing (service/admission.py); the queue can fill since.
     data = await read_upload(request, max_bytes=settings.max_upload_bytes)
     with model.batcher.reserve() as place:  # held while decoding (not while a client uploads)
         start = time.perf_counter()
@@ -85,7 +91,8 @@ async def densepose(
             max_side=settings.max_image_side,
         )
         decode_s = time.perf_counter() - start
-        batched = await state.predict(image.rgb, request, place=place)
+        deadline = Deadline.after(model.policy.request_timeout_s)
+        batched = await state.predict(image.rgb, request, deadline=deadline, place=place)
     result = batched.value.best(
         score_threshold=options.score_threshold, max_persons=options.max_persons
     )
@@ -93,7 +100,11 @@ async def densepose(
     state.metrics.persons.observe(len(result))
 
     start = time.perf_counter()
-    encoded = await state.run_cpu(output.encode, result, image, options.outputs)
+    try:
+        encoded = await state.run_cpu(output.encode, result, image, options.outputs, deadline)
+    except DeadlineExceeded as error:
+        message = f"no answer within the request timeout: {error}"
+        raise reject(state.metrics, "deadline", message) from None
     timings = Timings(
         decode_s=decode_s,
         queue_s=batched.queue_s,

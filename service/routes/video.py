@@ -191,8 +191,14 @@ _JOB_ERRORS = error_responses(
     status_code=202,
     responses={
         202: {
-            "description": "accepted; the Location header is the status URL (a path on this "
-            "service)"
+            "description": "accepted; the Location header is the status URL",
+            "headers": {
+                "Location": {
+                    "description": "the job's status: a path on this service (relative URL)",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
         },
         **error_responses(
             {
