@@ -4,8 +4,9 @@ served from the assets of an installed package (``fastapi-offline``), never from
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=operation_id,
     )
     app.state.service = state
+    app.openapi = openapi_as_served(app, state.settings)  # type: ignore[method-assign]
     app.state.video_jobs = video_jobs
     install_error_handlers(app)
     for module in (densepose, video, health, model_info, metrics):
@@ -53,6 +55,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(QueueFullGate, state=state)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     return app
+
+
+def openapi_as_served(app: FastAPI, settings: Settings) -> Callable[[], dict[str, Any]]:
+    """``app.openapi``, narrowed to what this service accepts: a request its spec allows must
+    not be refused. Without RAFT weights the video route's ``flow`` option is ``dis`` only."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()  # cached in app.openapi_schema: narrowed once, in place
+        if settings.video_raft_weights is None:
+            for parameter in schema["paths"]["/densepose/video"]["post"]["parameters"]:
+                if parameter["name"] == "flow":
+                    parameter["schema"]["enum"] = ["dis"]
+        return schema
+
+    return openapi
 
 
 def operation_id(route: APIRoute) -> str:

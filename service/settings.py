@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     """Requests waiting for the model beyond this are refused at once (503 + Retry-After).
     None: the device's default (``service.batching.DEFAULT_QUEUE_SIZE``)."""
     request_timeout_s: float = Field(default=30.0, gt=0.0)
-    """Deadline of a request from its arrival in the queue; past it: 504, and not computed."""
+    """Deadline of a request from its arrival in the queue; past it: 504, and its work stops
+    where it is (in the queue, between two persons of post-processing or of encoding)."""
     drain_timeout_s: float = Field(default=30.0, ge=0.0)
     """At shutdown, how long queued requests may still take to finish."""
     worker_threads: int = Field(default=2, ge=1)

@@ -195,3 +195,19 @@ def test_the_documentation_pages_load_only_assets_of_the_service(
         answer = client.get(asset)
         assert answer.status_code == 200 and len(answer.content) > 1000, asset
     assert "/openapi.json" in html
+
+
+def test_the_spec_offers_raft_only_where_the_service_has_raft_weights(tmp_path):
+    """A request the spec allows must not be refused: without RAFT weights ``flow=raft``
+    would get 422, so the spec lists ``dis`` alone; with them, both."""
+
+    def flow_enum(settings: Settings) -> list[str]:
+        spec = create_app(settings).openapi()
+        parameters = spec["paths"]["/densepose/video"]["post"]["parameters"]
+        (flow,) = (p for p in parameters if p["name"] == "flow")
+        return flow["schema"]["enum"]
+
+    base = Settings(weights=tmp_path / "missing.safetensors", untrained_config="tiny")
+    assert flow_enum(base) == ["dis"]
+    with_raft = base.model_copy(update={"video_raft_weights": tmp_path / "raft.safetensors"})
+    assert flow_enum(with_raft) == ["dis", "raft"]
