@@ -38,9 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,10 +52,10 @@ from typing import Any
 import httpx
 
 from benchmarks.common import describe, environment, image_size, markdown_table, write_outputs
-from load_tests.runner import REPO, Row, VideoLoad, run_locust
+from load_tests.runner import Row, VideoLoad, run_locust
 from load_tests.scenarios import FINISHED, PERSON_COUNTS, REJECTED_SUFFIX, VIDEO_NAMES, image_name
 from service.jobs.records import JobRecord
-from service.testing import ServerProcess, redis_server
+from service.testing import ServerProcess, WorkerProcess, redis_server
 
 MODULE = "load_tests.video_jobs"
 STEM = "video_jobs"
@@ -108,46 +106,6 @@ def service_settings(args: argparse.Namespace, *, queue_url: str, jobs_root: Pat
     if args.untrained is not None:
         settings["untrained_config"] = args.untrained
     return settings
-
-
-class WorkerProcess:
-    """``ddp worker`` (``python -m service.cli worker``) with ``DDP_*`` settings: ``with``
-    waits until its log says it is ready, and stops it (SIGTERM: its running jobs go back to
-    the queue; SIGKILL after a minute)."""
-
-    def __init__(self, settings: dict[str, str], *, log_path: Path) -> None:
-        self._env = os.environ | {f"DDP_{k.upper()}": v for k, v in settings.items()}
-        self._log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> WorkerProcess:
-        command = [sys.executable, "-m", "service.cli", "worker"]
-        with self._log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                command, cwd=REPO, env=self._env, stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while " ready: " not in self._log_path.read_text(errors="replace"):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                log_text = self._log_path.read_text(errors="replace")
-                raise RuntimeError(f"ddp worker did not get ready:\n{log_text}")
-            time.sleep(0.2)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def job_records(queue_url: str) -> list[JobRecord]:

@@ -1,6 +1,6 @@
 """Helpers shared by the service's tests and benchmarks: a tiny checkpoint, test images, the
-service running as a real uvicorn process on a free loopback port, and a check of the video
-jobs' files."""
+service running as a real uvicorn process on a free loopback port, a ``ddp worker`` process,
+and a check of the video jobs' files."""
 
 from __future__ import annotations
 
@@ -192,6 +192,54 @@ class ServerProcess:
         """Resident memory of the server process (Linux)."""
         fields = Path(f"/proc/{self.pid}/statm").read_text().split()
         return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class WorkerProcess:
+    """``ddp worker`` (``python -m service.cli worker``) with ``DDP_*`` settings, started at
+    once; ``with`` (or ``wait_ready``) waits until its log says it is ready, and the end of the
+    ``with`` stops it (SIGTERM: its running job goes back to the queue; SIGKILL after a
+    minute)."""
+
+    def __init__(self, settings: dict[str, str], *, log_path: Path) -> None:
+        env = os.environ | {f"DDP_{k.upper()}": v for k, v in settings.items()}
+        self._log_path = log_path
+        command = [sys.executable, "-m", "service.cli", "worker"]
+        with open(log_path, "wb") as log:
+            self._process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+
+    def __enter__(self) -> WorkerProcess:
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def log(self) -> str:
+        return self._log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout_s: float = 600.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while " ready: " not in self.log:
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"ddp worker did not get ready:\n{self.log}")
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, no goodbye."""
+        self._process.send_signal(signal.SIGKILL)
+        self._process.wait(60)
+
+    def stop(self) -> int:
+        """SIGTERM, wait; the exit code (SIGKILL after a minute)."""
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+        try:
+            return self._process.wait(60)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            return self._process.wait()
 
 
 def stray_job_files(settings: Settings) -> list[str]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -28,7 +26,13 @@ from model.video import process_video
 from service.jobs.records import JobRecord
 from service.jobs.redis_store import RedisJobStore
 from service.jobs.store import JobStore, SqliteJobStore
-from service.testing import ServerProcess, random_image, redis_server, tiny_checkpoint
+from service.testing import (
+    ServerProcess,
+    WorkerProcess,
+    random_image,
+    redis_server,
+    tiny_checkpoint,
+)
 
 # Five processes start a model each: on a busy 2-core machine that alone can take minutes.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -67,30 +71,6 @@ def _settings(weights: Path, jobs_root: Path, **more: str) -> dict[str, str]:
         "drain_timeout_s": "10",
         **more,
     }
-
-
-class WorkerProcess:
-    """``ddp worker`` (``python -m service.cli worker``) with ``DDP_*`` settings."""
-
-    def __init__(self, settings: dict[str, str], *, log_path: Path) -> None:
-        env = os.environ | {f"DDP_{k.upper()}": v for k, v in settings.items()}
-        command = [sys.executable, "-m", "service.cli", "worker"]
-        with open(log_path, "wb") as log:
-            self._process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up, no goodbye."""
-        self._process.send_signal(signal.SIGKILL)
-        self._process.wait(60)
-
-    def stop(self) -> int:
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-        try:
-            return self._process.wait(60)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            return self._process.wait()
 
 
 def _submit(url: str, clip: Path) -> str:
