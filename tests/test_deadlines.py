@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from test_service_batching import run, until  # tests/test_service_batching.py
 
 import service.formats
 import service.routes.densepose
@@ -42,6 +43,8 @@ from service.testing import encode, random_image, tiny_checkpoint
 
 SAFETY_S = 60.0
 """Only a safety net for the waits below: each waits for a condition, not for time."""
+BATCHER_OPTIONS = {"max_batch_size": 2, "max_wait_s": SAFETY_S, "queue_size": 4}
+"""Two requests per batch, a window that only a full batch closes."""
 K = NUM_PART_CLASSES
 
 
@@ -279,28 +282,6 @@ class DeadlineAwareFake:
         return outputs
 
 
-def _run(model: DeadlineAwareFake, scenario: Callable[[Batcher[int, int]], Any]) -> ServiceMetrics:
-    metrics = ServiceMetrics()
-
-    async def main() -> None:
-        batcher: Batcher[int, int] = Batcher(
-            model, max_batch_size=2, max_wait_s=SAFETY_S, queue_size=4, metrics=metrics
-        )
-        batcher.start()
-        try:
-            await scenario(batcher)
-        finally:
-            await batcher.stop(drain_timeout_s=5.0)
-
-    asyncio.run(main())
-    return metrics
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + SAFETY_S
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        await asyncio.sleep(0.001)
 
 
 def test_a_request_expiring_in_the_model_gets_deadline_and_its_batch_mate_its_result() -> None:
@@ -311,7 +292,7 @@ def test_a_request_expiring_in_the_model_gets_deadline_and_its_batch_mate_its_re
     async def scenario(batcher: Batcher[int, int]) -> None:
         first = asyncio.create_task(batcher.submit(1, deadline=early))
         second = asyncio.create_task(batcher.submit(2, deadline=late))
-        await _until(lambda: len(model.batches) == 1)  # both in one batch, held
+        await until(lambda: len(model.batches) == 1)  # both in one batch, held
         clock.now = 40.0  # the first one's deadline passes while the model works
         model.release.set()
         with pytest.raises(Rejected) as caught:
@@ -320,7 +301,7 @@ def test_a_request_expiring_in_the_model_gets_deadline_and_its_batch_mate_its_re
         assert "in the fake model" in caught.value.message
         assert (await second).value == 4
 
-    metrics = _run(model, scenario)
+    metrics = run(model, scenario, **BATCHER_OPTIONS)
     assert model.batches == [[1, 2]]
     assert model.deadlines == [[early, late]]  # the batcher handed over each item's own
     assert rejected(metrics, "deadline") == 1
@@ -339,7 +320,7 @@ def test_an_exception_answered_for_one_item_fails_that_request_alone() -> None:
         assert isinstance(outcomes[0], ValueError)
         assert getattr(outcomes[1], "value", None) == 8
 
-    _run(model, scenario)
+    run(model, scenario, **BATCHER_OPTIONS)
     assert model.batches == [[3, 4]]  # one call: no retry one by one
 
 
@@ -353,7 +334,7 @@ def test_submit_takes_a_timeout_or_a_deadline_not_both() -> None:
         with pytest.raises(TypeError):
             await batcher.submit(1)
 
-    _run(model, scenario)
+    run(model, scenario, **BATCHER_OPTIONS)
     assert model.batches == []
 
 

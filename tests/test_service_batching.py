@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.batching import Batcher, BatchingPolicy, Rejected
+from service.batching import Batcher, BatchingPolicy, DeadlineAwareModel, Rejected
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 
@@ -50,7 +50,7 @@ class FakeModel:
 
 
 def run(
-    model: FakeModel,
+    model: Callable[[list[int]], Sequence[int | BaseException]] | DeadlineAwareModel[int, int],
     scenario: Callable[[Batcher[int, int]], Awaitable[None]],
     **options: float,
 ) -> ServiceMetrics:
