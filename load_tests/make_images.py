@@ -55,25 +55,48 @@ def write_images(out: Path, seed: int) -> list[Path]:
     return paths
 
 
-def write_clip(out: Path, seed: int, crf: int = 30) -> Path:
+def render_clip(
+    path: Path,
+    *,
+    frames: int,
+    size: tuple[int, int],
+    fps: float,
+    persons: int,
+    seed: int,
+    crf: int,
+    scale_range: tuple[float, float] | None = None,
+) -> Path:
+    """An H.264 MP4 at ``path`` of ``frames`` frames (``size``: height, width) of ``persons``
+    people walking, from the data engine's renderer (``model.data.synth.clip_scenes``);
+    ``scale_range``: person heights as a fraction of the image's (None: the engine's)."""
     from model.data.scene import SceneConfig
     from model.data.synth import clip_scenes, load_renderer
     from model.video.io import H264Writer
 
-    height, width = CLIP_SIZE
+    height, width = size
     renderer = load_renderer()
+    scale = {} if scale_range is None else {"scale_range": scale_range}
     config = SceneConfig(
-        height=height,
-        width=width,
-        min_persons=CLIP_PERSONS,
-        max_persons=CLIP_PERSONS,
-        scale_range=(0.5, 0.9),
+        height=height, width=width, min_persons=persons, max_persons=persons, **scale
     )
-    scenes = clip_scenes(np.random.default_rng(seed), config, renderer.pose_space, CLIP_FRAMES)
-    path = out / CLIP_NAME
-    with H264Writer(path, width=width, height=height, fps=CLIP_FPS, crf=crf) as writer:
+    scenes = clip_scenes(np.random.default_rng(seed), config, renderer.pose_space, frames)
+    with H264Writer(path, width=width, height=height, fps=fps, crf=crf) as writer:
         for scene in scenes:
             writer.write(renderer.render(scene, height, width).image)
+    return path
+
+
+def write_clip(out: Path, seed: int, crf: int = 30) -> Path:
+    path = render_clip(
+        out / CLIP_NAME,
+        frames=CLIP_FRAMES,
+        size=CLIP_SIZE,
+        fps=CLIP_FPS,
+        persons=CLIP_PERSONS,
+        seed=seed,
+        crf=crf,
+        scale_range=(0.5, 0.9),
+    )
     if path.stat().st_size > MAX_BYTES:
         raise ValueError(f"{path} is {path.stat().st_size} bytes, over {MAX_BYTES}: raise crf")
     return path

@@ -52,6 +52,7 @@ from typing import Any
 import httpx
 
 from benchmarks.common import describe, environment, image_size, markdown_table, write_outputs
+from load_tests.make_images import render_clip
 from load_tests.runner import Row, VideoLoad, run_locust
 from load_tests.scenarios import FINISHED, PERSON_COUNTS, REJECTED_SUFFIX, VIDEO_NAMES, image_name
 from service.jobs.records import JobRecord
@@ -66,27 +67,6 @@ READY_TIMEOUT_S = 600.0
 
 
 # -- what runs --------------------------------------------------------------------------------
-
-
-def render_clip(
-    path: Path, *, frames: int, size: tuple[int, int], fps: float, persons: int, seed: int
-) -> Path:
-    """An H.264 MP4 of ``frames`` frames (``size``: height, width) of ``persons`` people
-    walking, from the data engine's renderer (``model.data.synth.clip_scenes``)."""
-    import numpy as np
-
-    from model.data.scene import SceneConfig
-    from model.data.synth import clip_scenes, load_renderer
-    from model.video.io import H264Writer
-
-    height, width = size
-    renderer = load_renderer()
-    config = SceneConfig(height=height, width=width, min_persons=persons, max_persons=persons)
-    scenes = clip_scenes(np.random.default_rng(seed), config, renderer.pose_space, frames)
-    with H264Writer(path, width=width, height=height, fps=fps, crf=28) as writer:
-        for scene in scenes:
-            writer.write(renderer.render(scene, height, width).image)
-    return path
 
 
 def service_settings(args: argparse.Namespace, *, queue_url: str, jobs_root: Path,
@@ -500,8 +480,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         else:
             frames = max(1, round(args.clip_seconds * args.clip_fps))
             print(f"[{MODULE}] rendering the clip", file=sys.stderr, flush=True)
-            clip = render_clip(work / "clip.mp4", frames=frames, size=args.clip_size,
-                               fps=args.clip_fps, persons=args.clip_persons, seed=0)  # fmt: skip
+            clip = render_clip(
+                work / "clip.mp4",
+                frames=frames,
+                size=args.clip_size,
+                fps=args.clip_fps,
+                persons=args.clip_persons,
+                seed=0,
+                crf=28,
+            )
             source = f"rendered: {args.clip_persons} people walking, `model.data.synth`"
         clip_bytes = clip.stat().st_size
         phases, model_id = run_all(args, work, clip)
