@@ -81,10 +81,7 @@ def _encode_json(
     parts: Collection[JsonPart],
     deadline: Deadline = NO_DEADLINE,
 ) -> _JsonEncoded:
-    persons: list[Person] = []
-    for i in range(len(result)):
-        deadline.check(f"in encoding, at person {i + 1} of {len(result)}")
-        persons += persons_of(result.select([i]), parts=parts)
+    persons = persons_of(result, parts=parts, deadline=deadline)
     return image_size_of(result), downscaled_from(image), persons
 
 

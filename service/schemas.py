@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from model.inference.deadline import NO_DEADLINE, Deadline
 from model.inference.images import DecodedImage
 from model.outputs.encoding import encode_iuv_png, encode_mask_png, to_base64
 from model.structures import DensePoseResult
@@ -68,11 +69,18 @@ class DensePoseResponse(BaseModel):
         return self.model_dump_json(exclude_none=True).encode()
 
 
-def persons_of(result: DensePoseResult, *, parts: Collection[JsonPart]) -> list[Person]:
+def persons_of(
+    result: DensePoseResult, *, parts: Collection[JsonPart], deadline: Deadline = NO_DEADLINE
+) -> list[Person]:
     """The result's persons, in its order, each with the PNGs of ``parts`` (mask: the 0/255
-    mask PNG of its crop; iuv: the Detectron IUV PNG of its crop)."""
+    mask PNG of its crop; iuv: the Detectron IUV PNG of its crop).
+
+    Raises:
+        DeadlineExceeded: before a person, once ``deadline`` has passed.
+    """
     persons = []
     for i, (x0, y0, x1, y1) in enumerate(result.integer_boxes().tolist()):
+        deadline.check(f"in encoding, at person {i + 1} of {len(result)}")
         mask_png = encode_mask_png(result.masks[i, y0:y1, x0:x1].cpu()) if "mask" in parts else None
         iuv_png = encode_iuv_png(result.parts[i], result.uv[i]) if "iuv" in parts else None
         persons.append(

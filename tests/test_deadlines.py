@@ -23,6 +23,7 @@ from test_service_batching import run, until  # tests/test_service_batching.py
 
 import service.formats
 import service.routes.densepose
+import service.schemas
 import service.state
 from model.config import NUM_PART_CLASSES
 from model.inference import postprocess
@@ -37,7 +38,6 @@ from service.batching import Batcher, Rejected
 from service.formats import FORMATS
 from service.loading import load_predictor
 from service.metrics import ServiceMetrics
-from service.schemas import persons_of
 from service.settings import Settings
 from service.testing import encode, random_image, tiny_checkpoint
 
@@ -371,14 +371,14 @@ def test_every_format_stops_encoding_past_the_deadline(name: str) -> None:
 def test_json_encoding_stops_within_one_person(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
     encoded: list[int] = []
-    original = persons_of
+    original = service.schemas.encode_mask_png
 
-    def one_person(result: DensePoseResult, **kwargs: Any) -> Any:
-        encoded.append(len(result))
+    def one_person(mask: Any) -> Any:  # a person's first PNG
+        encoded.append(1)
         clock.now = 2.0  # the deadline passes while the first person is encoded
-        return original(result, **kwargs)
+        return original(mask)
 
-    monkeypatch.setattr(service.formats, "persons_of", one_person)
+    monkeypatch.setattr(service.schemas, "encode_mask_png", one_person)
     image = DecodedImage(np.zeros((12, 12, 3), np.uint8), (12, 12))
     with pytest.raises(DeadlineExceeded, match="person 2 of 3"):
         FORMATS["json"].encode(_result(), image, ("mask", "iuv"), Deadline(1.0, clock))
@@ -501,14 +501,14 @@ def test_a_deadline_passing_while_encoding_is_504_and_stops_the_encoder(
     """The request's deadline (on a fake clock) passes while its first person is encoded:
     504 ``deadline``, counted once, and the other two persons are not encoded."""
     encoded: list[int] = []
-    original = persons_of
+    original = service.schemas.encode_mask_png
 
-    def one_person(result: DensePoseResult, **kwargs: Any) -> Any:
-        encoded.append(len(result))
+    def one_person(mask: Any) -> Any:  # a person's first PNG
+        encoded.append(1)
         clock.now += 1000.0
-        return original(result, **kwargs)
+        return original(mask)
 
-    monkeypatch.setattr(service.formats, "persons_of", one_person)
+    monkeypatch.setattr(service.schemas, "encode_mask_png", one_person)
     weights = tiny_checkpoint(tmp_path / "tiny.safetensors")  # 3 persons in every image
     with TestClient(create_app(_settings(tmp_path, weights=weights))) as client:
         _until_sync(lambda: client.get("/readyz").status_code == 200)
