@@ -3,7 +3,7 @@ the model of that body, which the routes' OpenAPI ``responses`` document (``erro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,11 +31,28 @@ class ErrorResponse(BaseModel):
     error: ErrorInfo
 
 
-def error_responses(descriptions: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+RETRY_AFTER_HEADER: dict[str, Any] = {
+    "Retry-After": {
+        "description": "whole seconds to wait before sending the request again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+"""The OpenAPI ``headers`` of an answer that says when to try again."""
+
+
+def error_responses(
+    descriptions: Mapping[int, str], *, retry_after: Collection[int] = ()
+) -> dict[int | str, dict[str, Any]]:
     """A route's OpenAPI ``responses`` for its error statuses (status -> when it answers it),
-    each with the ``ErrorResponse`` body."""
+    each with the ``ErrorResponse`` body; the ``retry_after`` statuses always come with
+    ``Retry-After``."""
     return {
-        status: {"model": ErrorResponse, "description": description}
+        status: {
+            "model": ErrorResponse,
+            "description": description,
+            **({"headers": RETRY_AFTER_HEADER} if status in retry_after else {}),
+        }
         for status, description in descriptions.items()
     }
 

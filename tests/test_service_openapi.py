@@ -73,6 +73,27 @@ def test_the_error_statuses_of_a_route_have_the_error_model(
         assert json_schema(responses[status]) == ERROR_MODEL, status
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "statuses"),
+    [
+        ("post", "/densepose", {"503", "504"}),
+        ("post", "/densepose/video", {"429"}),
+        ("get", "/readyz", {"503"}),
+    ],
+)
+def test_the_refusals_that_say_when_to_retry_document_retry_after(
+    spec: dict[str, Any], method: str, path: str, statuses: set[str]
+) -> None:
+    responses = spec["paths"][path][method]["responses"]
+    for status, response in responses.items():
+        header = response.get("headers", {}).get("Retry-After")
+        if status in statuses:
+            assert header is not None and header["required"], (path, status)
+            assert header["schema"] == {"type": "integer", "minimum": 1}
+        else:
+            assert header is None, (path, status)
+
+
 def test_every_documented_error_has_a_schema_and_none_is_fastapis_own(
     spec: dict[str, Any],
 ) -> None:

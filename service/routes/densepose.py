@@ -67,7 +67,8 @@ class DensePoseOptions(BaseModel):
                 422: "invalid query options",
                 503: "queue full, shutting down, or not ready (Retry-After)",
                 504: "no result within the request timeout",
-            }
+            },
+            retry_after=(503, 504),
         ),
     },
     openapi_extra={"requestBody": request_body(IMAGE_MEDIA_TYPES)},

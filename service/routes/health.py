@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from service.deps import StateDep
-from service.errors import ServiceError
+from service.errors import RETRY_AFTER_HEADER, ServiceError
 from service.state import Status
 
 router = APIRouter(tags=["health"])
@@ -41,7 +41,13 @@ async def healthz(state: StateDep, response: Response) -> Liveness:
 @router.get(
     "/readyz",
     summary="Readiness: weights loaded and a warm-up forward pass done",
-    responses={503: {"model": Readiness, "description": "not ready yet (Retry-After)"}},
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "not ready yet (Retry-After)",
+            "headers": RETRY_AFTER_HEADER,
+        }
+    },
 )
 async def readyz(state: StateDep, response: Response) -> Readiness:
     try:

@@ -208,7 +208,8 @@ _JOB_ERRORS = error_responses(
                 422: "invalid options, or an unreadable, truncated or empty video",
                 429: "as many jobs running and waiting as allowed (Retry-After)",
                 503: "not ready, or shutting down",
-            }
+            },
+            retry_after=(429,),
         ),
     },
     openapi_extra={"requestBody": request_body(RAW_MEDIA_TYPES)},
