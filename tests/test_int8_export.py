@@ -61,11 +61,16 @@ def test_int8_finds_the_persons_eager_finds(int8_model: Path) -> None:
     int8 = dataclasses.replace(eager, runtime=runtime)
     image = toy_images()["3 people"]
     expected, actual = eager([image])[0].best(), int8([image])[0].best()
-    assert len(expected) >= 2 and len(actual) >= 1
-    # A random network's scores sit close together, so int8 may add or drop persons near
-    # the threshold, and its mask logits sit near 0; its best person stays eager's.
-    torch.testing.assert_close(actual.boxes_xyxy[0], expected.boxes_xyxy[0], rtol=0, atol=2.0)
-    assert (actual.masks[0] == expected.masks[0]).float().mean() >= 0.8  # 0.88 measured
+    assert len(expected) >= 2 and len(actual) >= 2
+    # A random network's scores sit close together: int8 may add or drop persons near the
+    # threshold and swap the order of the best two (AVX-512 VNNI CPUs do: 0.54/0.36 eager,
+    # 0.42/0.54 int8), and its mask logits sit near 0. Its two best persons stay eager's two
+    # best, in either order, with their masks.
+    for index in range(2):
+        offsets = (expected.boxes_xyxy[:2] - actual.boxes_xyxy[index]).abs().amax(dim=1)
+        match = int(offsets.argmin())
+        assert float(offsets[match]) <= 2.0, (actual.boxes_xyxy[:2], expected.boxes_xyxy[:2])
+        assert (actual.masks[index] == expected.masks[match]).float().mean() >= 0.8
 
 
 def test_int8_refuses_cuda_and_needs_calibration_images(tmp_path: Path) -> None:
