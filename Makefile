@@ -65,7 +65,8 @@ lint: $(call stamp,test)
 # The training recipe of the shipped weights (docs/results.md), three resumable stages (run it
 # again to continue): stage 1 trains from ImageNet on the plain synthetic engine (4,000 images,
 # 1,000 steps), stage 2 continues on the world engine (real person-free photographs from the
-# training pool, occluders, camera effects, 10 % person-free images; 2,500 images, 600 steps,
+# training pool (its first 21: the default of --background-photos), occluders, camera effects,
+# 10 % person-free images; 2,500 images, 600 steps,
 # backbone stages 1-2 frozen), stage 3 runs a second, longer world-engine schedule from stage 2
 # (the same 2,500 images, 1,200 steps: a warm restart of the learning rate). Stages 2 and 3
 # choose the detection threshold and mask NMS on a validation set and score the held-out set

@@ -54,3 +54,36 @@ def test_missing_photos_are_named_with_the_command_that_installs_them() -> None:
 
 def test_no_message_when_nothing_is_asked_for() -> None:
     assert missing_photos_message([]) is None
+
+
+SHIPPED_POOL = (
+    "mate_aqua", "mate_ladybird", "mate_yellowflower", "mate_garden", "mate_blinds", "mate_dune",
+    "mate_freshflower", "mate_greenmeadow", "mate_raindrops", "mate_storm", "mate_twowings",
+    "mate_wood", "plasma_bythewater", "plasma_coldripple", "plasma_darkesthour",
+    "plasma_fallenleaf", "plasma_grey", "plasma_kite", "plasma_onestandsout", "plasma_path",
+    "plasma_summer_1am",
+)  # fmt: skip
+"""The photos the shipped network's world-engine stages were rendered on, in pool order."""
+
+
+def test_the_training_pool_only_grows_at_its_end() -> None:
+    from model.training.settings import DataSettings
+
+    pool = load_manifest().training_pool
+    default = DataSettings().background_photos
+    assert tuple(e.id for e in pool[:default]) == SHIPPED_POOL
+    assert len(pool) > default
+
+
+def test_a_world_set_is_named_by_its_photo_count_and_the_count_is_checked(tmp_path) -> None:
+    from model.training.settings import DataSettings
+
+    pool = len(load_manifest().training_pool)
+    settings = DataSettings(data_root=tmp_path, background_photos=pool)
+    world = settings.directory("train", 8, 0, "world")
+    assert world.name == f"train-world-seed0-n8-photos{pool}-384x512"
+    assert settings.directory("heldout", 8, 1, "plain").name == "heldout-plain-seed1-n8-384x512"
+    assert settings.photo_count() == pool
+    for count in (0, pool + 1):
+        with pytest.raises(ValueError, match=f"must be in 1..{pool}"):
+            dataclasses.replace(settings, background_photos=count).photo_count()

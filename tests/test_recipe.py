@@ -35,7 +35,9 @@ def stand_in_photos(tmp_path, monkeypatch):
         path.parent.mkdir(exist_ok=True)
         cv2.imwrite(str(path), rng.integers(0, 255, (300, 400, 3), dtype=np.uint8))
         paths.append(path)
-    monkeypatch.setattr(recipe, "training_backgrounds", lambda: BackgroundPool.from_paths(paths))
+    monkeypatch.setattr(
+        recipe, "training_backgrounds", lambda count: BackgroundPool.from_paths(paths[:count])
+    )
 
 
 def test_recipe_renders_trains_scores_and_exports_then_resumes(tmp_path, capsys, stand_in_photos):
@@ -44,12 +46,12 @@ def test_recipe_renders_trains_scores_and_exports_then_resumes(tmp_path, capsys,
         "recipe", "--config", "tiny", "--out", str(out), "--steps", "2", "--warmup", "1",
         "--batch-size", "2", "--workers", "0", "--device", "cpu", "--train-images", "4",
         "--val-images", "2", "--calibration-images", "2", "--engine", "world",
-        "--data-root", str(data_root), "--export", str(export),
+        "--data-root", str(data_root), "--export", str(export), "--background-photos", "3",
     ]  # fmt: skip
     assert main(args) == 0
-    train_dir = data_root / "train-world-seed0-n4-384x512"
+    train_dir = data_root / "train-world-seed0-n4-photos3-384x512"
     val_dir = data_root / "heldout-plain-seed1-n2-384x512"
-    calibration_dir = data_root / "calibration-world-seed2-n2-384x512"
+    calibration_dir = data_root / "calibration-world-seed2-n2-photos3-384x512"
     for directory, images in ((train_dir, 4), (val_dir, 2), (calibration_dir, 2)):
         assert len(json.loads((directory / "annotations.json").read_text())["images"]) == images
     report = json.loads((out / "eval.json").read_text())

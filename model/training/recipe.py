@@ -39,11 +39,12 @@ CALIBRATION_SEED_OFFSET = 2
 """The validation set for detection settings: ``seed + 2``, disjoint from both others."""
 
 
-def training_backgrounds() -> BackgroundPool:
-    """The person-free photographs of ``model.data.photos``' training pool (never the
-    evaluation photos); raises ``PhotoUnavailable`` with the install commands if missing."""
-    manifest = load_manifest()
-    return BackgroundPool.from_paths([photo_path(entry) for entry in manifest.training_pool])
+def training_backgrounds(count: int) -> BackgroundPool:
+    """The first ``count`` person-free photographs of ``model.data.photos``' training pool
+    (never the evaluation photos); raises ``PhotoUnavailable`` with the install commands if
+    missing."""
+    pool = load_manifest().training_pool[:count]
+    return BackgroundPool.from_paths([photo_path(entry) for entry in pool])
 
 
 def ensure_dataset(
@@ -63,7 +64,10 @@ def ensure_dataset(
         synth = legacy(synth)
     else:
         synth = dataclasses.replace(
-            synth, scene=dataclasses.replace(scene, backgrounds=training_backgrounds())
+            synth,
+            scene=dataclasses.replace(
+                scene, backgrounds=training_backgrounds(settings.photo_count())
+            ),
         )
     print(f"rendering {images} {split} images ({engine}) into {directory}", flush=True)
     generate(directory, images=images, config=synth, workers=settings.workers)

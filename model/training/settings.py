@@ -66,7 +66,25 @@ class DataSettings:
     workers: int = 2
     data_root: Path | None = None
     """Where rendered sets are cached; None: ``<cache>/datasets``."""
+    background_photos: int = 21
+    """World engine: the first this many photos of the training pool, in manifest order (the
+    pool only grows at its end, so a count names the same photos for good). 21: the pool the
+    shipped network's world-engine stages were trained on."""
 
     def directory(self, split: str, images: int, seed: int, engine: DataEngine) -> Path:
+        """Where a rendered set lies; a world-engine set's name carries its photo count."""
         root = self.data_root if self.data_root is not None else cache_dir() / "datasets"
-        return root / f"{split}-{engine}-seed{seed}-n{images}-{self.height}x{self.width}"
+        name = f"{split}-{engine}-seed{seed}-n{images}"
+        if engine == "world":
+            name += f"-photos{self.background_photos}"
+        return root / f"{name}-{self.height}x{self.width}"
+
+    def photo_count(self) -> int:
+        """``background_photos``, checked against the manifest's training pool."""
+        from model.data.photos import load_manifest  # OpenCV: only when a set is rendered
+
+        pool = len(load_manifest().training_pool)
+        if not 0 < self.background_photos <= pool:
+            count = self.background_photos
+            raise ValueError(f"background_photos must be in 1..{pool}, got {count}")
+        return self.background_photos

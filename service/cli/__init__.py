@@ -320,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_of(DataSettings, "calibration_images"),
         help="validation images choosing the detection threshold and mask NMS (0: keep)",
     )
+    r.add_argument(
+        "--background-photos",
+        type=int,
+        default=default_of(DataSettings, "background_photos"),
+        help="world engine: the first N photos of the training pool (default: the shipped "
+        "recipe's)",
+    )
     r.add_argument("--data-root", help="where rendered sets are cached (None: .cache/datasets)")
     r.add_argument("--export", help="copy the final weights here (+ .json config)")
     return parser

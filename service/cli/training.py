@@ -64,6 +64,7 @@ def run_recipe(args: argparse.Namespace) -> int:
         engine=args.engine,
         workers=args.workers,
         data_root=Path(args.data_root) if args.data_root else None,
+        background_photos=args.background_photos,
     )
     recipe.run_recipe(
         _training_config(args),
