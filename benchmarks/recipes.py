@@ -32,6 +32,7 @@ METRICS = ("gps_ap", "gps_ap50", "mask_ap")
 VARIANTS: dict[str, tuple[int, DataEngine]] = {
     "finetune": (0, "world"),
     "frozen2": (2, "world"),
+    "frozen2-plain": (2, "plain"),
     "frozen4": (4, "world"),
     "finetune-plain": (0, "plain"),
     "frozen4-plain": (4, "plain"),
@@ -63,7 +64,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Config `{s['config']}`, {s['steps']} steps of batch {s['batch_size']} from ImageNet, "
         f"{s['train_images']} training images, {s['val_images']} held-out images (plain "
         f"engine, seed 1), detection settings chosen on {s['calibration_images']} validation "
-        f"images (seed 2). Real photos: `docs/real_photos.md`.\n\n"
+        f"images (seed 2); world-engine sets drawn on {s.get('background_photos', 21)} "
+        f"photos of the training pool. Real photos: `docs/real_photos.md`.\n\n"
         f"{describe(report['environment'])}\n"
     )
 
@@ -98,7 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-root", help="rendered sets cache (None: .cache/datasets)")
     parser.add_argument("--runs", default="runs/recipes", help="one run directory per variant")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument(
+        "--background-photos",
+        type=int,
+        default=data.background_photos,
+        help="world engine: the first N photos of the training pool (default: the shipped "
+        "recipe's)",
+    )
     parser.add_argument("--out", default="docs/benchmarks")
+    parser.add_argument("--stem", default="recipes", help="file names of the report")
     args = parser.parse_args(argv)
     configure_torch(args.threads)
     env = environment(
@@ -115,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             calibration_images=args.calibration_images,
             engine=engine,
             data_root=Path(args.data_root) if args.data_root else None,
+            background_photos=args.background_photos,
         )
         config = get_config(args.config)
         config = config.replace(backbone=dataclasses.replace(config.backbone, frozen_stages=frozen))
@@ -140,10 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "train_images": args.train_images,
             "val_images": args.val_images,
             "calibration_images": args.calibration_images,
+            "background_photos": args.background_photos,
         },
         "rows": rows,
     }
-    write_outputs(Path(args.out), "recipes", report, markdown=markdown, plot=plot)
+    write_outputs(Path(args.out), args.stem, report, markdown=markdown, plot=plot)
     return 0
 
 
