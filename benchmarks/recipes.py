@@ -64,7 +64,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Config `{s['config']}`, {s['steps']} steps of batch {s['batch_size']} from ImageNet, "
         f"{s['train_images']} training images, {s['val_images']} held-out images (plain "
         f"engine, seed 1), detection settings chosen on {s['calibration_images']} validation "
-        f"images (seed 2); world-engine sets drawn on {s.get('background_photos', 21)} "
+        f"images (seed 2); world-engine sets drawn on {s['background_photos']} "
         f"photos of the training pool. Real photos: `docs/real_photos.md`.\n\n"
         f"{describe(report['environment'])}\n"
     )
