@@ -115,23 +115,41 @@ def test_deadline_answers_504_and_skips_the_work(weights: Path, tmp_path: Path) 
 
 def test_disconnected_client_is_not_computed(weights: Path, tmp_path: Path) -> None:
     with server(weights, tmp_path, max_batch_size=1, max_wait_ms=0) as service:
+        # Clients that wait half as long as the fastest answer this server gives: none can
+        # be answered in time, on a fast machine or a slow one (a fixed wait would be both).
+        patience_s = _fastest_answer_s(service.url) / 2
+        answered = partial(metric, service.url, "ddp_requests_total", endpoint="/densepose")
+        computed = partial(metric, service.url, "ddp_batch_size_sum")
+        answered_before, computed_before = answered(), computed()
         with ThreadPoolExecutor(8) as pool:
             slow = pool.submit(post_concurrently, service.url, IMAGES[:2])
             time.sleep(0.02)
-            impatient = list(pool.map(lambda d: _give_up(service.url, d), IMAGES * 2))
+            impatient = list(pool.map(lambda d: _give_up(service.url, d, patience_s), IMAGES * 2))
             assert all(status == 200 for status in (r.status_code for r in slow.result()))
         assert all(gave_up for gave_up in impatient)
-        answered = partial(metric, service.url, "ddp_requests_total", endpoint="/densepose")
-        until(lambda: answered() >= 2 + len(impatient))  # the server is done with every one
+        requests = 2 + len(impatient)
+        until(lambda: answered() - answered_before >= requests)  # the server is done with all
         dropped = metric(service.url, "ddp_rejected_requests_total", reason="client_disconnected")
         assert dropped > 0
-        assert metric(service.url, "ddp_batch_size_sum") < 2 + len(impatient)
+        assert computed() - computed_before < requests  # the dropped were not all computed
         assert post(service.url, IMAGES[0]).status_code == 200
 
 
-def _give_up(url: str, data: bytes) -> bool:
+def _fastest_answer_s(url: str, tries: int = 4) -> float:
+    """Seconds of the fastest of ``tries`` answered requests, one at a time."""
+    times = []
+    for data in IMAGES[:tries]:
+        start = time.perf_counter()
+        assert post(url, data).status_code == 200
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _give_up(url: str, data: bytes, patience_s: float) -> bool:
+    """Whether the client gave up waiting (``patience_s`` for each of connect, send and
+    the answer) and closed the connection."""
     try:
-        post(url, data, timeout_s=0.01)
+        post(url, data, timeout_s=patience_s)
     except httpx.TimeoutException:
         return True
     return False
