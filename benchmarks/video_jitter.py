@@ -18,9 +18,13 @@ alternating which goes first. Per variant, over all frames (the merged maps of
   frames where the predicted chart changes;
 * ``pred_delta_uv``: mean |ΔUV_pred| (L2) where both predicted frames have the same chart
   (no ground truth involved);
+* ``painted``: fraction of the frame the prediction paints as a person; ``painted_change``
+  (``gt_painted_change``): fraction of pixels painted in one of two consecutive frames and not
+  the other, in the prediction (the ground truth);
 * the paper's Table 4: ITF (mean inter-frame PSNR) and ISI (mean inter-frame SSIM) of the
-  two visualisation videos (part colours + isocontours over the frame; viridis chart map),
-  on the rendered frames before H.264 encoding (``model.video.stability``);
+  visualisation videos (part colours + isocontours over the frame; viridis chart map; and
+  as references the ground-truth chart map, alone and where the prediction paints, see
+  ``VIDEOS``), on the rendered frames before H.264 encoding (``model.video.stability``);
 * seconds per frame: the sum of ``iter_video``'s stages (network, flow, smoothing,
   post-processing, tracking), and each stage.
 
@@ -61,8 +65,20 @@ from service.testing import random_checkpoint
 
 MODULE = "benchmarks.video_jitter"
 VARIANTS = ("off", "on")
-METRICS = ("part_accuracy", "uv_error", "uv_jitter", "part_flips", "pred_delta_uv")
-VIDEOS = ("parts", "viridis")
+METRICS = (
+    "part_accuracy",
+    "uv_error",
+    "uv_jitter",
+    "part_flips",
+    "pred_delta_uv",
+    "painted",
+    "painted_change",
+    "gt_painted_change",
+)
+VIDEOS = ("parts", "viridis", "viridis_gt_where_painted", "viridis_gt")
+"""The videos whose ITF and ISI are measured: the overlay, the predicted chart map, the
+ground-truth chart map where the prediction paints a person (0 elsewhere: the prediction's
+coverage with no chart error or flicker of its own), and the ground-truth chart map."""
 
 
 @dataclasses.dataclass
@@ -123,6 +139,7 @@ def run_clip(
             raise SystemExit(f"error: frame {indices[frame.index]} has no dense labels")
         gt_parts, gt_uv, _ = labels
         parts, u, v = paste_parts_uv(frame.result)
+        painted_gt = np.where(parts.numpy() > 0, gt_parts, 0).astype(np.uint8)
         yield Frame(
             parts=parts.numpy(),
             uv=np.stack([u.numpy(), v.numpy()], -1),
@@ -131,6 +148,8 @@ def run_clip(
             views={
                 "parts": draw_overlay(frame.image_rgb, frame.result),
                 "viridis": viridis_parts(parts.numpy()),
+                "viridis_gt_where_painted": viridis_parts(painted_gt),
+                "viridis_gt": viridis_parts(gt_parts),
             },
         )
 
@@ -158,6 +177,7 @@ def score_frame(tally: Tally, frame: Frame) -> None:
     right = person & (frame.parts == frame.gt_parts)
     tally.add("part_accuracy", right[person])
     tally.add("uv_error", np.abs(frame.uv[right] - frame.gt_uv[right]).mean(-1))
+    tally.add("painted", frame.parts > 0)
 
 
 def score_pair(tally: Tally, previous: Frame, frame: Frame) -> None:
@@ -168,6 +188,8 @@ def score_pair(tally: Tally, previous: Frame, frame: Frame) -> None:
     tally.add("uv_jitter", np.linalg.norm(change[right], axis=-1))
     same_pred = (frame.parts > 0) & (frame.parts == previous.parts)
     tally.add("pred_delta_uv", np.linalg.norm((frame.uv - previous.uv)[same_pred], axis=-1))
+    tally.add("painted_change", (frame.parts > 0) != (previous.parts > 0))
+    tally.add("gt_painted_change", (frame.gt_parts > 0) != (previous.gt_parts > 0))
 
 
 def evaluate_variant(
@@ -182,16 +204,21 @@ def evaluate_variant(
     seconds: dict[str, float] = {}
     previous: Frame | None = None
     views: dict[str, list[np.ndarray]] = {name: [] for name in VIDEOS}
+    clip = Tally()
     for frame in run_clip(dataset, clip_indices, predictor, options, seconds):
         score_frame(tally, frame)
+        score_frame(clip, frame)
         if previous is not None:
             score_pair(tally, previous, frame)
+            score_pair(clip, previous, frame)
         for name in VIDEOS:
             views[name].append(frame.views[name])
         previous = frame
     for name in VIDEOS:
         stability[f"itf_{name}"].append(itf(views[name]))
         stability[f"isi_{name}"].append(isi(views[name]))
+    for key in ("painted", "gt_painted_change"):
+        stability[f"clip_{key}"].append(clip.means()[key] or 0.0)
     return seconds
 
 
@@ -226,6 +253,7 @@ def benchmark(
             **{key: _mean(values) for key, values in stability[name].items()},
             "seconds_per_frame": sum(stages.values()) / frames,
             "stage_seconds_per_frame": {k: v / frames for k, v in stages.items()},
+            "per_clip": dict(stability[name]),
         }
     return {"frames": frames, "clips": len(all_clips), "results": results}
 
@@ -246,10 +274,15 @@ ROWS = (
     ("uv_jitter", "UV jitter: mean ‖ΔUV − ΔUV_gt‖ ↓", 4),
     ("part_flips", "chart flips where GT keeps its chart ↓", 4),
     ("pred_delta_uv", "mean ‖ΔUV‖ between predicted frames", 4),
+    ("painted", "fraction of the frame painted as a person", 4),
+    ("painted_change", "painted area changing between frames", 4),
+    ("gt_painted_change", "— the same in the ground truth", 4),
     ("itf_parts", "ITF, parts video (dB) ↑", 2),
     ("isi_parts", "ISI, parts video ↑", 4),
     ("itf_viridis", "ITF, viridis video (dB) ↑", 2),
     ("isi_viridis", "ISI, viridis video ↑", 4),
+    ("itf_viridis_gt_where_painted", "ITF, ground-truth viridis where painted (dB)", 2),
+    ("itf_viridis_gt", "ITF, ground-truth viridis video (dB)", 2),
     ("seconds_per_frame", "seconds per frame ↓", 4),
 )
 
@@ -275,8 +308,39 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"from `{setup['data']}`; smoothing: flow `{setup['flow']}`, r = {setup['radius']}, "
         f"weights {setup['centre_weight']:g} (centre) and {setup['neighbour_weight']:g} "
         f"(neighbours); batch {setup['batch_size']}. Metrics: see `benchmarks/video_jitter.py`."
-        "\n\n" + markdown_table(["metric", "smoothing off", "smoothing on"], rows)
+        "\n\n"
+        + markdown_table(["metric", "smoothing off", "smoothing on"], rows)
+        + "\n\n"
+        + per_clip_table(results)
     )
+
+
+def per_clip_table(results: dict[str, Any]) -> str:
+    """Clips from the slowest to the fastest motion (ground-truth painted area changing
+    between frames): ITF of the viridis video and painted fraction, off and on."""
+    off, on = results["off"]["per_clip"], results["on"]["per_clip"]
+    order = np.argsort(off["clip_gt_painted_change"])
+    rows = [
+        [
+            str(int(k) + 1),
+            _number(off["clip_gt_painted_change"][k], 4),
+            *(_number(v["itf_viridis"][k], 2) for v in (off, on)),
+            *(_number(v["itf_viridis_gt_where_painted"][k], 2) for v in (off, on)),
+            *(_number(v["clip_painted"][k], 4) for v in (off, on)),
+        ]
+        for k in order
+    ]
+    header = [
+        "clip",
+        "GT motion",
+        "ITF off",
+        "ITF on",
+        "GT-where-painted ITF off",
+        "on",
+        "painted off",
+        "painted on",
+    ]
+    return "Per clip, slowest motion first:\n\n" + markdown_table(header, rows)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -284,7 +348,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure = Figure(figsize=(10, 4), layout="constrained")
     axes = figure.subplots(1, 3)
     panels = (
-        ("ITF (dB)", ["itf_parts", "itf_viridis"]),
+        ("ITF (dB)", ["itf_parts", "itf_viridis", "itf_viridis_gt_where_painted"]),
         ("ISI", ["isi_parts", "isi_viridis"]),
         ("UV jitter", ["uv_jitter"]),
     )

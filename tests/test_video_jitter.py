@@ -8,6 +8,7 @@ import numpy as np
 
 from benchmarks import video_jitter
 from model.data.dense import write_dense
+from model.video.render import viridis_parts
 
 
 def write_clips(root, clips=2, frames=3, height=64, width=80):
@@ -71,3 +72,24 @@ def test_video_jitter_smoke(tmp_path):
     assert json.loads((out / "video_jitter.json").read_text())["frames"] == 6
     assert (out / "video_jitter.md").read_text().startswith("# Temporal smoothing")
     assert (out / "video_jitter.png").stat().st_size > 0
+
+
+def test_video_jitter_ground_truth_references(tmp_path):
+    """The ground-truth rows are the clip's own: its person moves 2 px a frame, so 2 x 30 px
+    leave and 2 x 30 px join the painted area, and the ground-truth chart video's ITF is the
+    PSNR of that change (numpy's formula, not scikit-image's)."""
+    write_clips(tmp_path / "clips")
+    argv = ["--out", str(tmp_path / "out"), "--data", str(tmp_path / "clips")]
+    report = video_jitter.main([*argv, "--untrained", "tiny", "--threads", "1"])
+    before = np.zeros((64, 80), np.uint8)
+    before[20:50, 10:30] = 2
+    after = np.roll(before, 2, axis=1)
+    difference = viridis_parts(before).astype(np.float64) - viridis_parts(after)
+    expected_itf = 10 * np.log10(255.0**2 / np.mean(difference**2))
+    for variant in video_jitter.VARIANTS:
+        result = report["results"][variant]
+        assert result["gt_painted_change"] == 120 / (64 * 80)
+        assert result["per_clip"]["clip_gt_painted_change"] == [120 / (64 * 80)] * 2
+        assert abs(result["itf_viridis_gt"] - expected_itf) < 1e-9
+        assert 0 <= result["painted"] <= 1 and 0 <= result["painted_change"] <= 1
+    assert "slowest motion first" in (tmp_path / "out" / "video_jitter.md").read_text()
