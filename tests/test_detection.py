@@ -132,3 +132,19 @@ def test_ddp_forward_with_mask_nms_keeps_the_suppression_of_its_own_masks() -> N
             assert torch.equal(output.active[0], regions.any(dim=0))
     finally:
         model.detection = base
+
+
+def test_matrix_suppression_keeps_bf16_scores_in_bf16() -> None:
+    """Under CPU bf16 autocast (runtime ``torch-bf16``) the scores come in bf16 and the mask
+    overlaps in float32: the decayed scores are those of float32, rounded to bf16."""
+    masks = torch.zeros(3, 8, 8)
+    masks[:, 2:6, 2:6] = 1.0
+    masks[2, 2:6, 2:4] = 0.0  # half of the others: a partial duplicate
+    scores = torch.tensor([0.9, 0.6, 0.8])
+    args = (torch.zeros(3, dtype=torch.int64),)
+    options = {"method": "matrix", "threshold": 0.5, "sigma": 2.0, "score_threshold": 0.3}
+    kept32, scores32 = suppress_duplicate_masks(masks, scores, *args, **options)  # type: ignore[arg-type]
+    kept16, scores16 = suppress_duplicate_masks(masks, scores.bfloat16(), *args, **options)  # type: ignore[arg-type]
+    assert scores16.dtype == torch.bfloat16
+    assert kept16.tolist() == kept32.tolist() == [0, 2]
+    torch.testing.assert_close(scores16.float(), scores32, atol=1e-2, rtol=1e-2)

@@ -157,7 +157,8 @@ def suppress_duplicate_masks(
                     keep_b[j] = False
             keep[members] = keep_b
         elif method == "matrix":
-            new_scores[members] = scores[members] * matrix_nms_decay(iou, sigma=sigma)
+            decay = matrix_nms_decay(iou, sigma=sigma)  # float32 (masks), scores: bf16 too
+            new_scores[members] = (scores[members] * decay).to(new_scores.dtype)
         else:
             raise ValueError(f"unknown mask NMS {method!r}; choose none, hard or matrix")
     keep &= new_scores >= score_threshold
