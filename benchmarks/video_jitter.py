@@ -102,7 +102,9 @@ def clips(dataset: DensePoseCocoDataset) -> list[list[int]]:
     return [[index for _, index in sorted(frames)] for _, frames in sorted(by_clip.items())]
 
 
-def ensure_clips(data: Path, *, clips_count: int, frames: int, height: int, width: int) -> Path:
+def ensure_clips(
+    data: Path, *, clips_count: int, frames: int, height: int, width: int, seed: int
+) -> Path:
     """``data``/annotations.json, rendering ``clips_count`` clips there first if it is missing."""
     annotations = data / "annotations.json"
     if not annotations.is_file():
@@ -110,7 +112,8 @@ def ensure_clips(data: Path, *, clips_count: int, frames: int, height: int, widt
 
         print(f"rendering {clips_count} clips of {frames} frames into {data}", file=sys.stderr)
         scene = SceneConfig(height=height, width=width, min_persons=1, max_persons=3)
-        generate(data, images=0, clips=clips_count, frames=frames, config=SynthConfig(scene=scene))
+        config = SynthConfig(scene=scene, seed=seed)
+        generate(data, images=0, clips=clips_count, frames=frames, config=config)
     return annotations
 
 
@@ -370,6 +373,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=Path("data/clips"), help="ddp synth clips")
     parser.add_argument("--clips", type=int, default=8, help="clips to render if --data is empty")
     parser.add_argument("--frames", type=int, default=16, help="frames per rendered clip")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="of rendered clips (another: a validation set)"
+    )
     parser.add_argument("--height", type=int, default=scene.height, help="of rendered clips")
     parser.add_argument("--width", type=int, default=scene.width, help="of rendered clips")
     parser.add_argument("--limit", type=int, help="use the first N clips only")
@@ -390,7 +396,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     configure_torch(args.threads)
     env = environment(module=MODULE, argv=argv, threads=args.threads)
     annotations = ensure_clips(
-        args.data, clips_count=args.clips, frames=args.frames, height=args.height, width=args.width
+        args.data,
+        clips_count=args.clips,
+        frames=args.frames,
+        height=args.height,
+        width=args.width,
+        seed=args.seed,
     )
     dataset = DensePoseCocoDataset(annotations)
     all_clips = clips(dataset)[: args.limit]

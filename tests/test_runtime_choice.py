@@ -18,8 +18,10 @@ from model.config import tiny_config
 from model.device import CpuInfo, read_cpu_info
 from model.inference.predictor import Predictor
 from model.network.ddp import build_ddp
+from model.paths import DEFAULT_WEIGHTS
 from model.runtimes import selection
 from model.runtimes.choice import MAX_GPS_AP_LOSS, choose_runtime
+from model.runtimes.names import REFERENCE_RUNTIME
 from model.runtimes.record import Accuracy, RuntimeRecord, Speed, read_record, record_path
 from model.runtimes.selection import select_runtime, unavailable_runtimes
 from service.app import create_app
@@ -207,3 +209,11 @@ def test_the_service_reports_what_auto_chose_and_why(tmp_path: Path) -> None:
     assert info["runtime_detail"].endswith("(eager, channels-last)")
     assert info["runtime_reason"].startswith("2.00x torch")
     assert "faster but passed over: onnxruntime (" in info["runtime_reason"]  # not exported
+
+
+def test_the_shipped_record_is_for_the_shipped_weights() -> None:
+    """Weights retrained without a new ``cpu_paths --record`` would make ``auto`` ignore it."""
+    shipped = read_record(DEFAULT_WEIGHTS)
+    assert shipped is not None, f"no {record_path(DEFAULT_WEIGHTS)}"
+    assert shipped.weights_sha256 == file_sha256(DEFAULT_WEIGHTS)
+    assert shipped.images == 200 and REFERENCE_RUNTIME in shipped.accuracy
