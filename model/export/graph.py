@@ -163,9 +163,9 @@ class ExportGraph(nn.Module):
             boxes[order],
             scores[order],
         )
-        per_image = torch.zeros(
-            head.cls_logits.shape[0], dtype=torch.int64, device=keep.device
-        ).index_add(0, image_index, torch.ones_like(image_index))
+        per_image = segment_sum(
+            image_index, torch.ones_like(image_index)[:, None], head.cls_logits.shape[0]
+        )[:, 0]
         first = torch.cumsum(per_image, 0) - per_image  # [B]: where each image's run starts
         rank = position - first[image_index]
         capped = torch.nonzero(rank < cfg.max_detections)[:, 0]
@@ -296,16 +296,24 @@ class _SiteRegions:
         self.site_index = torch.cat([site_of_pair, uncovered])  # [P]
         self.region_index = torch.cat([region_of_pair, region_masks.shape[0] + b[uncovered]])
         self.num_regions = region_masks.shape[0] + batch_size
-        ones = torch.ones_like(self.site_index, dtype=torch.float32)
-        count = torch.zeros(self.num_regions, device=b.device).index_add(0, self.region_index, ones)
-        self.count = count.clamp(min=1.0)[:, None]  # [R + B, 1]
-        multiplicity = torch.zeros(b.shape[0], device=b.device).index_add(0, self.site_index, ones)
-        self.multiplicity = multiplicity.clamp(min=1.0)[:, None]  # [M, 1]
+        ones = torch.ones_like(self.site_index, dtype=torch.float32)[:, None]
+        count = segment_sum(self.region_index, ones, self.num_regions)
+        self.count = count.clamp(min=1.0)  # [R + B, 1]
+        multiplicity = segment_sum(self.site_index, ones, b.shape[0])
+        self.multiplicity = multiplicity.clamp(min=1.0)  # [M, 1]
 
     def sum(self, values: Tensor) -> Tensor:
         """(P, C) values of the pairs -> (R + B, C) sums per region."""
-        sums = values.new_zeros(self.num_regions, values.shape[1])
-        return sums.index_add(0, self.region_index, values)
+        return segment_sum(self.region_index, values, self.num_regions)
+
+
+def segment_sum(index: Tensor, values: Tensor, size: int) -> Tensor:
+    """(P,) int64 rows in [0, size), (P, C) values -> (size, C): the sum of the values of each
+    row. ``scatter_add`` (ONNX ScatterElements, reduction add), not ``index_add`` (ScatterND,
+    reduction add), whose CPU kernel in ONNX Runtime adds repeated rows from several threads
+    at once and loses some of the sums (microsoft/onnxruntime#18048)."""
+    rows = index[:, None].expand(-1, values.shape[1])
+    return values.new_zeros(size, values.shape[1]).scatter_add(0, rows, values)
 
 
 def _instance_aware_norm(norm: InstanceAwareNorm, feats: Tensor, regions: _SiteRegions) -> Tensor:
@@ -315,7 +323,7 @@ def _instance_aware_norm(norm: InstanceAwareNorm, feats: Tensor, regions: _SiteR
     centred = values - mean[regions.region_index]
     var = regions.sum(centred * centred) / regions.count
     normed = centred * torch.rsqrt(var + norm.eps)[regions.region_index]  # [P, C]
-    out = torch.zeros_like(feats).index_add(0, regions.site_index, normed)
+    out = segment_sum(regions.site_index, normed, feats.shape[0])
     return out / regions.multiplicity * norm.weight + norm.bias
 
 
