@@ -16,12 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from clips import write_h264, write_opencv  # tests/clips.py
 from fastapi.testclient import TestClient
 from redis import Redis
 
 import service.jobs.worker
 from model.video import VideoCancelled, VideoError
-from model.video.io import H264Writer
 from service.app import create_app
 from service.settings import Settings
 from service.testing import random_image, redis_server, stray_job_files, tiny_checkpoint
@@ -46,23 +46,8 @@ def write_clip(
     fourcc: str = "MJPG",
 ) -> bytes:
     """A clip of moving noise (``MJPG`` AVI or ``mp4v`` MP4); its bytes."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, (width, height))
-    assert writer.isOpened()
-    base = random_image(0, height, width + frames)
-    for index in range(frames):
-        writer.write(np.ascontiguousarray(base[:, index : index + width]))
-    writer.release()
-    return path.read_bytes()
-
-
-def write_h264(path: Path) -> bytes:
-    """A clip of moving noise as a ``faststart`` H.264 MP4 (its index first, as phones and
-    streaming tools write); its bytes."""
-    base = random_image(0, HEIGHT, WIDTH + FRAMES)
-    with H264Writer(path, width=WIDTH, height=HEIGHT, fps=FPS) as writer:
-        for index in range(FRAMES):
-            writer.write(np.ascontiguousarray(base[:, index : index + WIDTH]))
-    return path.read_bytes()
+    size = {"frames": frames, "height": height, "width": width, "fps": fps}
+    return write_opencv(path, fourcc=fourcc, **size)
 
 
 @pytest.fixture(scope="module")
@@ -426,7 +411,9 @@ def _bad_uploads(tmp_path: Path) -> dict[str, tuple[bytes, int, str]]:
         return write_clip(tmp_path / name, **options)
 
     mp4, avi = clip("clip.mp4", fourcc="mp4v"), clip("clip.avi")
-    h264 = write_h264(tmp_path / "faststart.mp4")
+    h264 = write_h264(
+        tmp_path / "faststart.mp4", frames=FRAMES, height=HEIGHT, width=WIDTH, fps=FPS
+    )
     return {
         "empty": (b"", 400, "empty_body"),
         "not_a_video": (b"hello, world" * 100, 415, "unsupported_video"),
