@@ -27,7 +27,7 @@ def _export(path: Path) -> None:
     pairs = Dim("pairs", min=2, max=1 << 20)
     index, values = torch.zeros(8, dtype=torch.int64), torch.zeros(8, 16)
     program = torch.onnx.export(
-        _SegmentSum(),
+        _SegmentSum().eval(),
         (index, values),
         dynamo=True,
         dynamic_shapes={"index": {0: pairs}, "values": {0: pairs}},
