@@ -64,32 +64,11 @@ from model.runtimes.choice import MAX_GPS_AP_LOSS, choose_runtime
 from model.runtimes.names import REFERENCE_RUNTIME, RUNTIME_NAMES, RuntimeName
 from model.runtimes.record import Accuracy, RuntimeRecord, Speed, read_record, record_path
 from model.runtimes.selection import EXPORT_FORMATS, load_runtime, unavailable_runtimes
-from model.training.recipe import (
-    CALIBRATION_SEED_OFFSET,
-    HELD_OUT_SEED_OFFSET,
-    ensure_dataset,
-)
+from model.training.recipe import calibration_set, held_out_set
 from model.training.settings import DataSettings
 
 MODULE = "benchmarks.cpu_paths"
 PERSONS = (1, 8)
-
-
-def recipe_heldout() -> Path:
-    """The recipe's held-out set (``model.training.recipe``), the one Table 1 is scored on,
-    rendered first (a few minutes) where it is not there yet."""
-    data = DataSettings()
-    return ensure_dataset(
-        data, "heldout", data.val_images, data.seed + HELD_OUT_SEED_OFFSET, "plain"
-    )
-
-
-def ensure_int8_calibration() -> None:
-    """Render the recipe's validation set where it is not there yet: the int8 export
-    calibrates on it (``model.export.quantize.default_calibration_dir``)."""
-    data = DataSettings()
-    seed = data.seed + CALIBRATION_SEED_OFFSET
-    ensure_dataset(data, "calibration", data.calibration_images, seed, data.engine)
 
 
 MIB = 2**20
@@ -354,9 +333,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     env = environment(module=MODULE, argv=argv, threads=args.threads)
     env["bf16_unit"] = cpu_info().bf16_unit
     if args.heldout is None:
-        args.heldout = recipe_heldout()
+        args.heldout = held_out_set(DataSettings())
     if "onnxruntime-int8" in args.runtimes:
-        ensure_int8_calibration()
+        calibration_set(DataSettings())  # what the int8 export calibrates on
     total_images = len(DensePoseCocoDataset(annotations_file(args.heldout)))
     images = total_images if args.images is None else min(args.images, total_images)
     if args.record and images < total_images:

@@ -74,6 +74,21 @@ def ensure_dataset(
     return directory
 
 
+def held_out_set(data: DataSettings) -> Path:
+    """The held-out set Table 1 is scored on (plain engine, ``seed + 1``), rendered first
+    where it is not there yet."""
+    return ensure_dataset(
+        data, "heldout", data.val_images, data.seed + HELD_OUT_SEED_OFFSET, "plain"
+    )
+
+
+def calibration_set(data: DataSettings) -> Path:
+    """The validation set detection settings are chosen on (and the int8 export calibrates
+    on), ``seed + 2``, rendered first where it is not there yet."""
+    seed = data.seed + CALIBRATION_SEED_OFFSET
+    return ensure_dataset(data, "calibration", data.calibration_images, seed, data.engine)
+
+
 def run_recipe(
     config: DDPConfig,
     out_dir: Path,
@@ -89,9 +104,7 @@ def run_recipe(
     scores where the photos are installed (``out_dir/real_photos.json``), and the final
     weights copied to ``export`` (+ its config .json). Returns the held-out report."""
     train_dir = ensure_dataset(data, "train", data.train_images, data.seed, data.engine)
-    held_out_dir = ensure_dataset(
-        data, "heldout", data.val_images, data.seed + HELD_OUT_SEED_OFFSET, "plain"
-    )
+    held_out_dir = held_out_set(data)
     weights = train(
         config,
         train_dir,
@@ -117,13 +130,7 @@ def calibrate(weights: Path, out_dir: Path, data: DataSettings, *, device: torch
     predictor = Predictor.from_checkpoint(weights, device=str(device))
     config = predictor.config
     if data.calibration_images > 0:
-        calibration_dir = ensure_dataset(
-            data,
-            "calibration",
-            data.calibration_images,
-            data.seed + CALIBRATION_SEED_OFFSET,
-            data.engine,
-        )
+        calibration_dir = calibration_set(data)
         config, candidates = choose_detection_settings(predictor, calibration_dir)
         table = candidates_table(candidates)
         (out_dir / "calibration.md").write_text(
