@@ -168,6 +168,13 @@ class Tally:
         self.sums[name] += float(values.sum())
         self.counts[name] += float(values.size if count is None else count)
 
+    def include(self, other: Tally) -> None:
+        """Add ``other``'s sums and counts to these (a clip's into the whole run's)."""
+        for name, value in other.sums.items():
+            self.sums[name] += value
+        for name, value in other.counts.items():
+            self.counts[name] += value
+
     def means(self) -> dict[str, float | None]:
         return {
             name: self.sums[name] / self.counts[name] if self.counts[name] else None
@@ -209,10 +216,8 @@ def evaluate_variant(
     views: dict[str, list[np.ndarray]] = {name: [] for name in VIDEOS}
     clip = Tally()
     for frame in run_clip(dataset, clip_indices, predictor, options, seconds):
-        score_frame(tally, frame)
         score_frame(clip, frame)
         if previous is not None:
-            score_pair(tally, previous, frame)
             score_pair(clip, previous, frame)
         for name in VIDEOS:
             views[name].append(frame.views[name])
@@ -220,6 +225,7 @@ def evaluate_variant(
     for name in VIDEOS:
         stability[f"itf_{name}"].append(itf(views[name]))
         stability[f"isi_{name}"].append(isi(views[name]))
+    tally.include(clip)
     for key in ("painted", "gt_painted_change"):
         stability[f"clip_{key}"].append(clip.means()[key] or 0.0)
     return seconds
