@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from model.paths import CHECKOUT
 
@@ -24,3 +27,18 @@ def keyed_cache_path(folder: str, stem: str, *keys: bytes) -> Path:
     over ``keys``: a cache file whose inputs changed is never read."""
     digest = hashlib.sha256(b"".join(keys)).hexdigest()[:16]
     return cache_dir() / folder / f"{stem}_{digest}.npz"
+
+
+def save_npz(path: Path, *, compressed: bool = False, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` to ``path`` atomically: into a temporary file of its own in the same
+    folder, then renamed, so that processes filling the same cache at once (data workers)
+    never read a partial file nor rename one another's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            (np.savez_compressed if compressed else np.savez)(file, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from model.config import NUM_PARTS
 from model.data.body import REGIONS, BodyTemplate
-from model.data.cache import keyed_cache_path
+from model.data.cache import keyed_cache_path, save_npz
 
 ATLAS_VERSION = 1
 """Bump when the assignment rules change: the cached atlas is keyed by it."""
@@ -209,8 +209,10 @@ def load_atlas(template: BodyTemplate) -> ChartAtlas:
                 corner_uv=torch.from_numpy(data["corner_uv"]),
             )
     atlas = build_atlas(template)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, face_chart=atlas.face_chart.numpy(), corner_uv=atlas.corner_uv.numpy())
-    tmp.replace(path)
+    save_npz(
+        path,
+        compressed=True,
+        face_chart=atlas.face_chart.numpy(),
+        corner_uv=atlas.corner_uv.numpy(),
+    )
     return atlas

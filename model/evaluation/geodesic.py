@@ -28,7 +28,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from model.config import NUM_PARTS
-from model.data.cache import keyed_cache_path
+from model.data.cache import keyed_cache_path, save_npz
 
 GEODESIC_VERSION = 1
 """Bump when the construction changes: the cache is keyed by it."""
@@ -254,8 +254,5 @@ def load_body_geodesics(num_samples: int = DEFAULT_SAMPLES) -> SurfaceGeodesics:
         num_samples=num_samples,
         points_per_edge=STEINER_POINTS,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **{field.name: getattr(geodesics, field.name) for field in fields(geodesics)})
-    tmp.replace(path)
+    save_npz(path, **{field.name: getattr(geodesics, field.name) for field in fields(geodesics)})
     return geodesics
