@@ -9,6 +9,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,8 +37,12 @@ def save_npz(path: Path, *, compressed: bool = False, **arrays: np.ndarray) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
     try:
+        named: dict[str, Any] = dict(arrays)  # numpy's stubs type **kwds with allow_pickle's bool
         with os.fdopen(fd, "wb") as file:
-            (np.savez_compressed if compressed else np.savez)(file, **arrays)
+            if compressed:
+                np.savez_compressed(file, **named)
+            else:
+                np.savez(file, **named)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
