@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,10 +28,12 @@ from toy_scenes import render_toy_scene
 from model.checkpoint import save_checkpoint
 from model.config import DDPConfig, tiny_config
 from model.export.bundle import (
+    CACHED_NETWORKS,
     MANIFEST_NAME,
     ExportManifest,
     cached_export,
     network_key,
+    prune_exports,
     write_export,
 )
 from model.export.graph import OUTPUT_NAMES, ExportGraph
@@ -224,6 +227,27 @@ def test_the_export_cache_is_keyed_by_the_network(
     other, _ = nobody_network()  # other weights and config: other keys
     assert network_key(other, config) != manifest.network_key
     assert network_key(model, config.replace(name="renamed")) != manifest.network_key
+
+
+def test_the_export_cache_keeps_the_networks_used_last(tmp_path: Path) -> None:
+    model, config = persons_network()
+    root = tmp_path / "exports"
+    stale = []
+    for age in range(CACHED_NETWORKS + 1):  # older networks' exports: oldest last
+        folder = root / f"tiny_stale{age}" / "onnx"
+        folder.mkdir(parents=True)
+        (folder / MANIFEST_NAME).write_text("{}")
+        os.utime(folder.parent, (1e9 - age, 1e9 - age))
+        stale.append(folder.parent)
+    directory = cached_export(model, config, "onnx", root=root)
+    kept = {path.name for path in root.iterdir()}
+    assert kept == {directory.parent.name, *(p.name for p in stale[: CACHED_NETWORKS - 1])}
+
+    # Reading an export back marks its network used: it outlives newer ones.
+    os.utime(directory.parent, (1.0, 1.0))
+    assert cached_export(model, config, "onnx", root=root) == directory
+    assert prune_exports(root, keep=1) == stale[: CACHED_NETWORKS - 1]
+    assert [path.name for path in root.iterdir()] == [directory.parent.name]
 
 
 def test_cli_export_copies_the_cached_export_of_the_weights(

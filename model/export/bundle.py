@@ -10,7 +10,10 @@ Layout (``ddp export --out DIR`` and every cache entry)::
 
 The cache is ``<cache>/exports/<config name>_<key[:16]>/<format>/`` (``<cache>``:
 ``$DDP_CACHE_DIR`` or ``.cache/``); the key covers the config, every weight and the code that
-builds the graph, so a changed network or exporter never reuses an old export.
+builds the graph, so a changed network or exporter never reuses an old export. It keeps the
+exports of the ``CACHED_NETWORKS`` networks used last (a network's folder is touched on every
+use); writing a new export removes the older ones, which no key names any more once the
+weights or the exporter changed.
 """
 
 from __future__ import annotations
@@ -146,6 +149,11 @@ def write_export(
     return manifest
 
 
+CACHED_NETWORKS = 4
+"""Networks whose exports the cache keeps (the ones used last); about 50 MB each for the
+``default`` config with every format."""
+
+
 def exports_root() -> Path:
     """Where exports are cached: ``<cache>/exports``."""
     return cache_dir() / "exports"
@@ -169,6 +177,7 @@ def cached_export(
     root = exports_root() if root is None else root
     directory = export_directory(model, config, export_format, root=root)
     if (directory / MANIFEST_NAME).is_file():
+        os.utime(directory.parent)  # used now: the last to be pruned
         return directory
     from_onnx = None
     if export_format in CONVERTED_FROM_ONNX:
@@ -180,4 +189,19 @@ def cached_export(
         partial.rename(directory)
     except OSError:  # another process finished the same export first
         shutil.rmtree(partial, ignore_errors=True)
+    os.utime(directory.parent)
+    prune_exports(root)
     return directory
+
+
+def prune_exports(root: Path, keep: int = CACHED_NETWORKS) -> list[Path]:
+    """Remove from the cache under ``root`` the network folders of all but the ``keep`` used
+    last (folder modification times); returns the removed folders."""
+    folders = sorted(
+        (path for path in root.iterdir() if path.is_dir()),
+        key=lambda path: path.stat().st_mtime_ns,
+        reverse=True,
+    )
+    for folder in folders[keep:]:
+        shutil.rmtree(folder, ignore_errors=True)
+    return folders[keep:]
