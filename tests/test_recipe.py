@@ -123,3 +123,29 @@ def test_ablation_table_trains_every_variant_and_the_extra_seed(tmp_path):
     )
     assert not dense[1].iuv.suppress_background
     assert (out / "ablation.md").read_text().count("\n| ") == 5 and (out / "ablation.png").is_file()
+
+
+def test_a_layout_of_people_applies_to_training_and_validation_not_to_the_held_out_set(tmp_path):
+    from model.training.settings import DataSettings
+
+    data = DataSettings(
+        train_images=3, val_images=1, calibration_images=2, engine="plain", workers=0,
+        data_root=tmp_path, persons=(2, 2), person_heights=(0.5, 0.55),
+    )  # fmt: skip
+    train = recipe.ensure_dataset(data.training_split())
+    calibration = recipe.calibration_set(data)
+    held_out = recipe.held_out_set(data)
+    assert train.name == "train-plain-seed0-n3-persons2-2-heights0.5-0.55-384x512"
+    assert calibration.name == "calibration-plain-seed2-n2-persons2-2-heights0.5-0.55-384x512"
+    assert held_out.name == "heldout-plain-seed1-n1-384x512"
+    for directory in (train, calibration):
+        coco = json.loads((directory / "annotations.json").read_text())
+        per_image = [
+            sum(a["image_id"] == image["id"] for a in coco["annotations"])
+            for image in coco["images"]
+        ]
+        assert max(per_image) == 2 and min(per_image) >= 1, per_image
+        heights = [a["bbox"][3] / 384 for a in coco["annotations"]]
+        assert max(heights) < 0.8, heights  # the default layout reaches 2 image heights
+    with pytest.raises(ValueError, match="person_heights"):
+        DataSettings(person_heights=(0.0, 1.0))

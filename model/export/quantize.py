@@ -25,14 +25,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def default_calibration_dir() -> Path:
-    """The recipe's validation set (``model.training.recipe``): ``<dir>/images/*``."""
-    from model.training.recipe import CALIBRATION_SEED_OFFSET
+    """The recipe's validation set (``DataSettings.calibration_split``): ``<dir>/images/*``."""
     from model.training.settings import DataSettings
 
-    data = DataSettings()
-    return data.directory(
-        "calibration", data.calibration_images, data.seed + CALIBRATION_SEED_OFFSET, data.engine
-    )
+    return DataSettings().calibration_split().directory
 
 
 def calibration_images(directory: Path, count: int = CALIBRATION_IMAGES) -> list[np.ndarray]:

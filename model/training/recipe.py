@@ -29,14 +29,8 @@ from model.evaluation.report import evaluate_directory
 from model.inference.predictor import Predictor
 from model.training.calibrate import candidates_table, choose_detection_settings
 from model.training.loop import train
-from model.training.settings import DataEngine, DataSettings, TrainSettings
+from model.training.settings import DataSettings, DataSplit, TrainSettings
 from model.training.state import checkpoints
-
-HELD_OUT_SEED_OFFSET = 1
-"""The held-out set renders with ``seed + 1``: per-image seeds are (seed, index), so no scene
-of the held-out set is a training scene."""
-CALIBRATION_SEED_OFFSET = 2
-"""The validation set for detection settings: ``seed + 2``, disjoint from both others."""
 
 
 def training_backgrounds(count: int) -> BackgroundPool:
@@ -47,20 +41,24 @@ def training_backgrounds(count: int) -> BackgroundPool:
     return BackgroundPool.from_paths([photo_path(entry) for entry in pool])
 
 
-def ensure_dataset(
-    settings: DataSettings, split: str, images: int, seed: int, engine: DataEngine
-) -> Path:
+def ensure_dataset(split: DataSplit) -> Path:
     """The directory of a rendered set, rendering it first if it is not complete.
 
     A partial directory (interrupted render) is removed and rendered again.
     """
-    directory = settings.directory(split, images, seed, engine)
+    directory, settings = split.directory, split.data
     if (directory / "annotations.json").is_file():
         return directory
     shutil.rmtree(directory, ignore_errors=True)
     scene = SceneConfig(height=settings.height, width=settings.width)
-    synth = SynthConfig(scene=scene, seed=seed)
-    if engine == "plain":
+    if settings.persons is not None:
+        scene = dataclasses.replace(
+            scene, min_persons=settings.persons[0], max_persons=settings.persons[1]
+        )
+    if settings.person_heights is not None:
+        scene = dataclasses.replace(scene, scale_range=settings.person_heights)
+    synth = SynthConfig(scene=scene, seed=split.seed)
+    if split.engine == "plain":
         synth = legacy(synth)
     else:
         synth = dataclasses.replace(
@@ -69,24 +67,22 @@ def ensure_dataset(
                 scene, backgrounds=training_backgrounds(settings.photo_count())
             ),
         )
-    print(f"rendering {images} {split} images ({engine}) into {directory}", flush=True)
-    generate(directory, images=images, config=synth, workers=settings.workers)
+    what = f"{split.images} {split.split} images ({split.engine})"
+    print(f"rendering {what} into {directory}", flush=True)
+    generate(directory, images=split.images, config=synth, workers=settings.workers)
     return directory
 
 
 def held_out_set(data: DataSettings) -> Path:
-    """The held-out set Table 1 is scored on (plain engine, ``seed + 1``), rendered first
-    where it is not there yet."""
-    return ensure_dataset(
-        data, "heldout", data.val_images, data.seed + HELD_OUT_SEED_OFFSET, "plain"
-    )
+    """The held-out set Table 1 is scored on (``DataSettings.held_out_split``), rendered
+    first where it is not there yet."""
+    return ensure_dataset(data.held_out_split())
 
 
 def calibration_set(data: DataSettings) -> Path:
     """The validation set detection settings are chosen on (and the int8 export calibrates
-    on), ``seed + 2``, rendered first where it is not there yet."""
-    seed = data.seed + CALIBRATION_SEED_OFFSET
-    return ensure_dataset(data, "calibration", data.calibration_images, seed, data.engine)
+    on; ``DataSettings.calibration_split``), rendered first where it is not there yet."""
+    return ensure_dataset(data.calibration_split())
 
 
 def run_recipe(
@@ -103,7 +99,7 @@ def run_recipe(
     (``out_dir/final.safetensors``), held-out scores (``out_dir/eval.json``), real-photo
     scores where the photos are installed (``out_dir/real_photos.json``), and the final
     weights copied to ``export`` (+ its config .json). Returns the held-out report."""
-    train_dir = ensure_dataset(data, "train", data.train_images, data.seed, data.engine)
+    train_dir = ensure_dataset(data.training_split())
     held_out_dir = held_out_set(data)
     weights = train(
         config,

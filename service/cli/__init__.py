@@ -103,6 +103,17 @@ def _person_range(text: str) -> tuple[int, int]:
     return bounds
 
 
+def _height_range(text: str) -> tuple[float, float]:
+    low, _, high = text.partition("-")
+    try:
+        bounds = float(low), float(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO-HI (e.g. 0.2-2), got {text!r}") from None
+    if not 0 < bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"need 0 < LO <= HI, got {text!r}")
+    return bounds
+
+
 def _add_network_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint (.safetensors)")
     parser.add_argument(
@@ -326,6 +337,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_of(DataSettings, "background_photos"),
         help="world engine: the first N photos of the training pool (default: the shipped "
         "recipe's)",
+    )
+    r.add_argument(
+        "--persons",
+        type=_person_range,
+        help="people per training and validation image, A-B (default: the data engine's)",
+    )
+    r.add_argument(
+        "--person-heights",
+        type=_height_range,
+        help="standing height of a person over the image height, LO-HI, log-uniform, in the "
+        "training and validation images (default: the data engine's)",
     )
     r.add_argument("--data-root", help="where rendered sets are cached (None: .cache/datasets)")
     r.add_argument("--export", help="copy the final weights here (+ .json config)")

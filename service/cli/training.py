@@ -65,6 +65,8 @@ def run_recipe(args: argparse.Namespace) -> int:
         workers=args.workers,
         data_root=Path(args.data_root) if args.data_root else None,
         background_photos=args.background_photos,
+        persons=args.persons,
+        person_heights=args.person_heights,
     )
     recipe.run_recipe(
         _training_config(args),
