@@ -45,6 +45,7 @@ import numpy as np
 
 from benchmarks.common import describe, environment, markdown_table, write_outputs
 from load_tests.metrics import parse, scrape, share_within, total
+from load_tests.raw_http import KeepAliveClient, encode_post
 from load_tests.scenarios import DEFAULT_HOST, PERSON_COUNTS, load_images
 from service.metrics import NO_PERSONS_LABEL
 
@@ -74,6 +75,11 @@ class Upload:
         return await client.post(
             "/densepose", content=self.jpeg, headers={"content-type": "image/jpeg"}
         )
+
+    def client(self, url: str, *, timeout_s: float = 120.0) -> KeepAliveClient:
+        """A connection of its own that sends this upload (the storm's and probe's clients)."""
+        request = encode_post(url, "/densepose", self.jpeg, "image/jpeg")
+        return KeepAliveClient(url, request, timeout_s=timeout_s)
 
 
 @dataclass(frozen=True)
@@ -151,27 +157,29 @@ async def drive(
 
 def storm(url: str, upload: Upload, *, clients: int, seconds: float) -> dict[str, float]:
     """``clients`` closed-loop clients resending at once whatever the answer (Retry-After
-    ignored) for ``seconds``: served (2xx) per second, the 503s and their median latency."""
+    ignored) for ``seconds``: served (2xx) per second, the 503s and their median latency.
+    Each client is a ``KeepAliveClient`` (its own connection, the request encoded once)."""
 
-    async def client_loop(client: httpx.AsyncClient, deadline: float) -> tuple[int, list[float]]:
+    async def client_loop(client: KeepAliveClient, deadline: float) -> tuple[int, list[float]]:
         served, refusals = 0, []
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            status = (await upload.post(client)).status_code
-            served += 200 <= status < 300
-            if status == 503:
-                refusals.append(time.perf_counter() - start)
+        try:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                status = await client.send()
+                served += 200 <= status < 300
+                if status == 503:
+                    refusals.append(time.perf_counter() - start)
+        finally:
+            await client.close()
         return served, refusals
 
     async def run() -> dict[str, float]:
-        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
         metrics_before = scrape(url)
-        async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-            start, cpu_start = time.perf_counter(), time.process_time()
-            results = await asyncio.gather(
-                *(client_loop(client, start + seconds) for _ in range(clients))
-            )
-            elapsed, client_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+        start, cpu_start = time.perf_counter(), time.process_time()
+        results = await asyncio.gather(
+            *(client_loop(upload.client(url), start + seconds) for _ in range(clients))
+        )
+        elapsed, client_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
         refusals = [s for _, mine in results for s in mine]
         server_fast = share_within(
             metrics_before,
@@ -195,21 +203,24 @@ def storm(url: str, upload: Upload, *, clients: int, seconds: float) -> dict[str
 
 
 def probe(url: str, upload: Upload, *, clients: int, seconds: float) -> float:
-    """Requests per second that ``clients`` closed-loop clients get answered (2xx)."""
+    """Requests per second that ``clients`` closed-loop clients get answered (2xx), each a
+    ``KeepAliveClient`` like the storm's."""
 
-    async def client_loop(client: httpx.AsyncClient, deadline: float) -> int:
+    async def client_loop(client: KeepAliveClient, deadline: float) -> int:
         done = 0
-        while time.perf_counter() < deadline:
-            done += (await upload.post(client)).status_code == 200
+        try:
+            while time.perf_counter() < deadline:
+                done += await client.send() == 200
+        finally:
+            await client.close()
         return done
 
     async def run() -> float:
-        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-            start = time.perf_counter()
-            counts = await asyncio.gather(
-                *(client_loop(client, start + seconds) for _ in range(clients))
-            )
-            return sum(counts) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        counts = await asyncio.gather(
+            *(client_loop(upload.client(url), start + seconds) for _ in range(clients))
+        )
+        return sum(counts) / (time.perf_counter() - start)
 
     return asyncio.run(run())
 

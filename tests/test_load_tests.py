@@ -8,6 +8,7 @@ at its smallest size (a real ``redis-server``, API and worker processes, the tin
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import itertools
@@ -29,6 +30,7 @@ from benchmarks.common import environment
 from load_tests import overload, scale_out, sweep, video_jobs
 from load_tests.make_images import CLIP_FRAMES, IMAGE_SIZE, MAX_BYTES
 from load_tests.metrics import parse, server_split
+from load_tests.raw_http import KeepAliveClient, encode_post
 from load_tests.runner import VideoLoad, locust_command, read_stats, run_locust
 from load_tests.scenarios import (
     CLIP_NAME,
@@ -321,6 +323,66 @@ def test_overload_phase_report_and_recovery() -> None:
     assert rec["latency_recovered_s"] == pytest.approx(3.0)  # bins 0-2 are 3 s slow
     never = [*outcomes[:-1], outcome(29.9, "after", 503, 0.01)]
     assert overload.recovery(never, queue, PHASES)["latency_recovered_s"] is None
+
+
+def test_the_storm_client_reuses_its_connection_and_reads_every_kind_of_body() -> None:
+    """Canned answers from a loopback server: Content-Length, chunked (with a trailer), then
+    ``Connection: close``, after which the client opens a new connection."""
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n",
+        b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    ]
+    request = encode_post("http://127.0.0.1:1", "/densepose", b"\xff\xd8body", "image/jpeg")
+    received: list[bytes] = []
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(received))
+        while len(received) < len(answers) and (data := await reader.readexactly(len(request))):
+            received.append(data)
+            writer.write(answers[len(received) - 1])
+            await writer.drain()
+            if b"Connection: close" in answers[len(received) - 1]:
+                break
+        writer.close()
+
+    async def run() -> list[int]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = KeepAliveClient(f"http://127.0.0.1:{port}", request, timeout_s=10)
+        try:
+            return [await client.send() for _ in answers]
+        finally:
+            await client.close()
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(run()) == [200, 503, 413, 200]
+    assert received == [request] * 4 and connections == [0, 3]  # one reconnect, after the close
+    assert request.startswith(b"POST /densepose HTTP/1.1\r\nHost: 127.0.0.1:1\r\n")
+    assert request.endswith(b"Content-Length: 6\r\nConnection: keep-alive\r\n\r\n\xff\xd8body")
+    with pytest.raises(ValueError, match="http://"):
+        KeepAliveClient("https://example.com", request, timeout_s=1)
+
+
+@pytest.mark.slow
+def test_the_storm_client_is_answered_by_the_service(weights: Path, tmp_path: Path) -> None:
+    upload = overload.Upload(load_images((1,))[1])
+    with ServerProcess({"weights": str(weights)}, log_path=tmp_path / "server.log") as server:
+
+        async def run() -> list[int]:
+            good = upload.client(server.url)
+            bad = overload.Upload(b"not an image").client(server.url)
+            try:
+                return [await good.send(), await bad.send(), await good.send()]
+            finally:
+                await good.close()
+                await bad.close()
+
+        assert asyncio.run(run()) == [200, 415, 200]
 
 
 # -- scale-out ------------------------------------------------------------------------------
