@@ -322,9 +322,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"* retry storm: {st['clients']} clients ignoring Retry-After for "
             f"{st['seconds']:.0f} s: {st['served_rps']:.2f} served/s = "
             f"{st['served_rps'] / sustainable:.2f} x the sustainable rate (target >= 0.9); "
-            f"{st['refused']} 503s, median {1000 * st['refused_p50_s']:.1f} ms as the clients saw "
-            f"them, {100 * st['server_refusals_within_5ms']:.0f} % answered within 5 ms by the "
-            f"server's own clock (its latency histogram); the load generator itself used "
+            f"{st['refused']} 503s ({st['refused'] / st['seconds']:.0f} a second), median "
+            f"{1000 * st['refused_p50_s']:.1f} ms as the clients saw them, "
+            f"{100 * st['server_refusals_within_5ms']:.0f} % answered within 5 ms by the "
+            f"server's own clock (its latency histogram; refusals beyond the service's "
+            f"refusals_per_s wait for their turn); the load generator itself used "
             f"{st['client_cpu_s']:.0f} CPU-s of those {st['seconds']:.0f} s\n"
         )
 

@@ -248,6 +248,10 @@ class Batcher(Generic[In, Out]):
             self._fail(job, Rejected("shutting_down", "the service shut down"))
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def full(self) -> bool:
+        """Whether ``refuse_if_full`` would refuse now (nothing counted)."""
+        return self._closing or self._queue.qsize() + self._reserved >= self._queue.maxsize
+
     def refuse_if_full(self) -> None:
         """Raise at once what ``submit`` would raise now (queue full or shutting down): a
         check that costs nothing and holds nothing, before any work on a request.

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     queue_size: int | None = Field(default=None, ge=1)
     """Requests waiting for the model beyond this are refused at once (503 + Retry-After).
     None: the device's default (``service.batching.DEFAULT_QUEUE_SIZE``)."""
+    refusals_per_s: float = Field(default=100.0, ge=0.0)
+    """503s (queue full) answered at once per second at most, a second's worth at a time; one
+    beyond waits for its turn and is let through if the queue has room by then, so clients
+    that ignore Retry-After cost the CPU of this many refusals a second however fast they
+    resend (service/admission.py). 0: no limit."""
     request_timeout_s: float = Field(default=30.0, gt=0.0)
     """Deadline of a request from its arrival in the queue; past it: 504, and its work stops
     where it is (in the queue, between two persons of post-processing or of encoding)."""

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from load_tests.metrics import parse, total
+from service.admission import RefusalPacer
 from service.app import create_app
 from service.settings import Settings
 from service.testing import encode, random_image
@@ -23,6 +26,10 @@ SAFETY_S = 60.0
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
+    yield from _client(tmp_path)
+
+
+def _client(tmp_path: Path, **overrides: Any) -> Iterator[TestClient]:
     settings = Settings(
         weights=tmp_path / "missing.safetensors",
         untrained_config="tiny",
@@ -30,6 +37,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         runtime="torch",
         warmup=False,
         queue_size=2,
+        **overrides,
     )
     with TestClient(create_app(settings)) as test_client:
         deadline = time.monotonic() + SAFETY_S
@@ -79,3 +87,49 @@ def test_other_routes_pass_the_gate_while_the_queue_is_full(client: TestClient) 
     fill_queue(client)
     assert client.get("/v1/model").status_code == 200
     assert client.get("/healthz").status_code == 200
+
+
+def test_the_refusal_pacer_gives_a_second_s_worth_at_once_then_paces() -> None:
+    now = [100.0]
+    pacer = RefusalPacer(4.0, clock=lambda: now[0])
+    assert [pacer.delay_s() for _ in range(6)] == pytest.approx([0, 0, 0, 0, 0.25, 0.5])
+    now[0] += 0.5  # two turns passed: the next waits for the turns still ahead of it
+    assert pacer.delay_s() == pytest.approx(0.25)
+    now[0] += 10.0  # a quiet spell refills the bucket, no more than a second's worth
+    assert [pacer.delay_s() for _ in range(5)] == pytest.approx([0, 0, 0, 0, 0.25])
+    with pytest.raises(ValueError, match="rate_per_s"):
+        RefusalPacer(0.0)
+
+
+@pytest.fixture
+def paced_client(tmp_path: Path) -> Iterator[TestClient]:
+    yield from _client(tmp_path, refusals_per_s=2.0)
+
+
+def test_refusals_beyond_the_rate_wait_their_turn(paced_client: TestClient) -> None:
+    fill_queue(paced_client)
+    png = encode(random_image(1))
+    started = time.monotonic()
+    statuses = [paced_client.post("/densepose", content=png, headers=PNG).status_code]
+    statuses += [paced_client.post("/densepose", content=png, headers=PNG).status_code]
+    statuses += [paced_client.post("/densepose", content=png, headers=PNG).status_code]
+    # Two a second at once, the third at its turn: half a second after the first at least.
+    assert statuses == [503, 503, 503]
+    assert time.monotonic() - started >= 0.49
+    assert requests_counted(paced_client, "/densepose", "5xx") == 3
+
+
+def test_a_paced_refusal_is_let_through_when_the_queue_has_room_by_its_turn(
+    paced_client: TestClient,
+) -> None:
+    batcher = paced_client.app.state.service.model.batcher  # type: ignore[attr-defined]
+    places = [batcher.reserve(), batcher.reserve()]
+    png = encode(random_image(2))
+    for _ in range(2):  # the bucket's second's worth, answered at once
+        assert paced_client.post("/densepose", content=png, headers=PNG).status_code == 503
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(paced_client.post, "/densepose", content=png, headers=PNG)
+        places[0].release()  # room in the queue before the third one's turn (0.5 s away)
+        answer = waiting.result(timeout=SAFETY_S)
+    assert answer.status_code == 200, answer.text
+    assert requests_counted(paced_client, "/densepose", "5xx") == 2  # counted once each
