@@ -236,7 +236,12 @@ def benchmark(
 ) -> dict[str, Any]:
     options = {
         "off": VideoOptions(smooth=False, batch_size=args.batch_size),
-        "on": VideoOptions(flow=args.flow, radius=args.radius, batch_size=args.batch_size),
+        "on": VideoOptions(
+            flow=args.flow,
+            radius=args.radius,
+            batch_size=args.batch_size,
+            smooth_masks=not args.iuv_only,
+        ),
     }
     tallies = {name: Tally() for name in VARIANTS}
     stability: dict[str, dict[str, list[float]]] = {name: defaultdict(list) for name in VARIANTS}
@@ -316,7 +321,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Network: {setup['network']}. {report['clips']} clips, {report['frames']} frames "
         f"from `{setup['data']}`; smoothing: flow `{setup['flow']}`, r = {setup['radius']}, "
         f"weights {setup['centre_weight']:g} (centre) and {setup['neighbour_weight']:g} "
-        f"(neighbours); batch {setup['batch_size']}. Metrics: see `benchmarks/video_jitter.py`."
+        f"(neighbours); masks {'smoothed too' if setup.get('smooth_masks') else 'not smoothed'}; "
+        f"batch {setup['batch_size']}. Metrics: see `benchmarks/video_jitter.py`."
         "\n\n"
         + markdown_table(["metric", "smoothing off", "smoothing on"], rows)
         + "\n\n"
@@ -391,6 +397,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--flow", default=video.flow, choices=["dis", "raft"])
     parser.add_argument("--radius", type=int, default=video.radius)
     parser.add_argument("--batch-size", type=int, default=video.batch_size)
+    parser.add_argument(
+        "--iuv-only",
+        action="store_true",
+        help="smooth the IUV logits only (the paper), not the persons' masks",
+    )
     parser.add_argument("--threads", type=int, default=2)
     return parser.parse_args(argv)
 
@@ -424,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "centre_weight": VideoOptions().centre_weight,
             "neighbour_weight": VideoOptions().neighbour_weight,
             "batch_size": args.batch_size,
+            "smooth_masks": not args.iuv_only,
         },
         **benchmark(dataset, all_clips, predictor, args),
     }

@@ -20,7 +20,7 @@ from model.video import (
     process_video,
 )
 from model.video.io import H264Writer, read_frames
-from model.video.pipeline import STAGES
+from model.video.pipeline import FOREGROUND_CLAMP, STAGES
 from model.video.render import VIRIDIS_BACKGROUND_RGB
 from service.cli import main
 
@@ -119,9 +119,10 @@ def test_without_smoothing_the_results_are_the_predictors(predictor):
         assert all(torch.equal(a, b) for a, b in zip(got.uv, want.uv, strict=True))
 
 
-def test_smoothing_changes_the_charts_but_not_the_persons(predictor):
+def test_smoothing_the_iuv_only_changes_the_charts_but_not_the_persons(predictor):
     frames = clip_frames()
-    smooth = list(iter_video(frames, predictor, VideoOptions(score_threshold=0.0)))
+    options = VideoOptions(score_threshold=0.0, smooth_masks=False)
+    smooth = list(iter_video(frames, predictor, options))
     plain = batch_results(predictor, frames, 4)
     changed = 0
     for got, want in zip(smooth, plain, strict=True):
@@ -129,6 +130,43 @@ def test_smoothing_changes_the_charts_but_not_the_persons(predictor):
         assert torch.equal(got.result.masks, want.masks)
         changed += sum(int((a != b).sum()) for a, b in zip(got.result.uv, want.uv, strict=True))
     assert changed > 0
+
+
+def test_smoothed_masks_follow_the_smoothed_foreground(predictor):
+    """Against a reference of eq. 6 on the foreground with zero flow (a vote is valid where
+    its frame is active; equal weights: the mean of the valid votes), frames one at a time."""
+    frames = clip_frames()
+
+    def zero_flow(sources, targets):
+        return torch.zeros(len(sources), 2, *sources[0].shape[:2])
+
+    options = VideoOptions(score_threshold=0.0, batch_size=1)
+    got = [f.result for f in iter_video(frames, predictor, options, flow=zero_flow)]
+    passes = [predictor.forward([frame]) for frame in frames]
+    foregrounds, actives = [], []
+    for output, _ in passes:
+        logits = output.detections.mask_logits.clamp(-FOREGROUND_CLAMP, FOREGROUND_CLAMP)
+        if len(logits) == 0:
+            logits = torch.full((1, *logits.shape[1:]), -FOREGROUND_CLAMP)
+        foregrounds.append(logits.amax(dim=0))  # (2, h, w): every person of the one image
+        actives.append(output.active[0])
+    changed = 0
+    for t, (output, batch) in enumerate(passes):
+        window = range(max(0, t - options.radius), min(len(frames), t + options.radius + 1))
+        valid = torch.stack([actives[k] for k in window]).float()  # (J, h, w)
+        votes = torch.stack([foregrounds[k] for k in window]) * valid[:, None]
+        active = valid.sum(0) > 0
+        smoothed = votes.sum(0) / valid.sum(0).clamp(min=1)
+        shift = torch.where(active, smoothed - foregrounds[t], 0.0)
+        detections = dataclasses.replace(
+            output.detections, mask_logits=output.detections.mask_logits + shift
+        )
+        expected = predictor.postprocess(dataclasses.replace(output, detections=detections), batch)
+        plain = predictor.postprocess(output, batch)[0]
+        assert got[t].masks.shape == expected[0].masks.shape
+        assert (got[t].masks == expected[0].masks).float().mean() >= 0.999
+        changed += int((got[t].masks != plain.masks).sum())
+    assert changed > 0  # the masks did move
 
 
 def test_model_calls_go_through_run_model_and_flows_are_estimated_once(predictor):

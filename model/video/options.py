@@ -15,7 +15,8 @@ class VideoOptions:
     ``smooth`` = False is the "w/o temporal smoothing" setting (no flow is computed); ``radius``,
     ``centre_weight`` and ``neighbour_weight`` are eq. 6's window and weights (the paper: 2 and
     0.2 everywhere); ``flow``: ``dis`` (OpenCV, CPU) or ``raft`` (needs ``raft_weights``);
-    ``occlusion_check`` also drops votes failing a forward-backward flow check.
+    ``occlusion_check`` also drops votes failing a forward-backward flow check;
+    ``smooth_masks`` smooths the persons' masks with the IUV logits.
     """
 
     smooth: bool = True
@@ -28,6 +29,10 @@ class VideoOptions:
     """Drop persons below this; None: the network's ``detection_score_threshold``."""
     centre_weight: float = 0.2
     occlusion_check: bool = False
+    smooth_masks: bool = True
+    """With ``smooth``: the persons' mask logits follow the smoothed foreground too
+    (``model.video.pipeline``: eq. 6 on each frame's strongest mask logit per cell); False:
+    only the IUV logits are smoothed (the paper)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
