@@ -8,6 +8,7 @@ gamma, beta ("they all belong to the person category").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,30 @@ class SiteRegions:
     site_index: Tensor
     region_index: Tensor
     num_regions: int
+
+    @cached_property
+    def count(self) -> Tensor:
+        """(num_regions, 1) int64 sites per region, at least 1 (an empty region divides
+        nothing); computed once for every IAN layer that uses these regions."""
+        return torch.bincount(self.region_index, minlength=self.num_regions).clamp(min=1)[:, None]
+
+    @cached_property
+    def region_of_site(self) -> Tensor | None:
+        """(M,) the region of each site when every site is in exactly one region (no two
+        instance masks share a site), in site order; else None."""
+        sites = self.site_index.shape[0]
+        if sites == 0 or int(self.site_index.max()) + 1 != sites:
+            return None
+        multiplicity = torch.bincount(self.site_index, minlength=sites)
+        if not bool((multiplicity == 1).all()):
+            return None
+        return torch.empty_like(self.region_index).index_put_((self.site_index,), self.region_index)
+
+    @cached_property
+    def multiplicity(self) -> Tensor:
+        """(M, 1) int64 regions per site, at least 1, M = the largest site index + 1."""
+        sites = int(self.site_index.max()) + 1 if len(self) else 0
+        return torch.bincount(self.site_index, minlength=sites).clamp(min=1)[:, None]
 
     def __len__(self) -> int:
         return int(self.site_index.shape[0])
@@ -87,8 +112,12 @@ def _check_region_inputs(sites: SparseSites, region_masks: Tensor, region_image:
 
 def _region_sum(values: Tensor, regions: SiteRegions) -> Tensor:
     """(P, C) values of the (site, region) pairs -> (num_regions, C) sums per region."""
-    sums = values.new_zeros(regions.num_regions, values.shape[1])
-    return sums.index_add(0, regions.region_index, values)
+    return _region_sum_by(values, regions.region_index, regions.num_regions)
+
+
+def _region_sum_by(values: Tensor, region_index: Tensor, num_regions: int) -> Tensor:
+    """(P, C) values, (P,) their regions -> (num_regions, C) sums per region."""
+    return values.new_zeros(num_regions, values.shape[1]).index_add(0, region_index, values)
 
 
 class InstanceAwareNorm(nn.Module):
@@ -115,16 +144,23 @@ class InstanceAwareNorm(nn.Module):
         """(M, C) features, their regions -> (M, C) normalised features."""
         if feats.dim() != 2 or feats.shape[1] != self.num_channels:
             raise ValueError(f"feats must be (M, {self.num_channels}), got {tuple(feats.shape)}")
+        count = regions.count.to(feats.dtype)  # (num_regions, 1)
+        exclusive = regions.region_of_site
+        if exclusive is not None and exclusive.shape[0] == feats.shape[0]:
+            # Every site in one region: the statistics straight from the sites, no pairs.
+            mean = _region_sum_by(feats, exclusive, regions.num_regions) / count
+            centred = feats - mean[exclusive]  # (M, C)
+            var = _region_sum_by(centred * centred, exclusive, regions.num_regions) / count
+            scale = torch.rsqrt(var + self.eps) * self.weight  # (num_regions, C)
+            return torch.addcmul(self.bias, centred, scale[exclusive])
         values = feats[regions.site_index]  # (P, C)
-        count = torch.bincount(regions.region_index, minlength=regions.num_regions)
-        count = count.clamp(min=1).to(feats.dtype)[:, None]  # (num_regions, 1)
         mean = _region_sum(values, regions) / count  # (num_regions, C)
         centred = values - mean[regions.region_index]  # (P, C)
         var = _region_sum(centred * centred, regions) / count  # (num_regions, C)
         normed = centred * torch.rsqrt(var + self.eps)[regions.region_index]  # (P, C)
-        multiplicity = torch.bincount(regions.site_index, minlength=feats.shape[0])
-        multiplicity = multiplicity.clamp(min=1).to(feats.dtype)[:, None]  # (M, 1)
         out = feats.new_zeros(feats.shape).index_add(0, regions.site_index, normed)
+        multiplicity = feats.new_ones(feats.shape[0], 1)  # sites in no region: 1 (-> beta)
+        multiplicity[: regions.multiplicity.shape[0]] = regions.multiplicity
         return out / multiplicity * self.weight + self.bias
 
     def extra_repr(self) -> str:
