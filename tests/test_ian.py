@@ -49,6 +49,23 @@ def test_disjoint_regions_equal_instance_norm_of_each_instance() -> None:
         torch.testing.assert_close(out[inside], expected, rtol=1e-12, atol=1e-12)
 
 
+def test_the_path_for_disjoint_regions_is_the_general_one_bit_for_bit() -> None:
+    """Shipped outputs must not move (tests/test_golden.py compares files byte for byte): the
+    shortcut for sites in one region each does the general path's arithmetic in its order."""
+    region_masks = torch.stack([_box(16, 20, 0, 9, 0, 8), _box(16, 20, 6, 16, 10, 20)])
+    sites = SparseSites.from_mask(region_masks.any(0, keepdim=True))
+    regions = SiteRegions.from_masks(sites, region_masks, torch.tensor([0, 0]))
+    assert regions.region_of_site is not None  # the shortcut applies
+    general = SiteRegions(regions.site_index, regions.region_index, regions.num_regions)
+    general.__dict__["region_of_site"] = None  # the cached property, forced to the general path
+    norm = InstanceAwareNorm(C)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.normal_()
+    feats = torch.randn(len(sites), C) * 3 + 1
+    assert torch.equal(norm(feats, regions), norm(feats, general))
+
+
 def test_overlapping_sites_average_their_regions_normalised_values() -> None:
     sites = SparseSites.from_mask(_box(6, 6, 0, 6, 0, 6)[None])
     region_masks = torch.stack(

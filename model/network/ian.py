@@ -151,8 +151,8 @@ class InstanceAwareNorm(nn.Module):
             mean = _region_sum_by(feats, exclusive, regions.num_regions) / count
             centred = feats - mean[exclusive]  # (M, C)
             var = _region_sum_by(centred * centred, exclusive, regions.num_regions) / count
-            scale = torch.rsqrt(var + self.eps) * self.weight  # (num_regions, C)
-            return torch.addcmul(self.bias, centred, scale[exclusive])
+            normed = centred * torch.rsqrt(var + self.eps)[exclusive]  # (M, C)
+            return normed * self.weight + self.bias  # the general path's arithmetic, bit for bit
         values = feats[regions.site_index]  # (P, C)
         mean = _region_sum(values, regions) / count  # (num_regions, C)
         centred = values - mean[regions.region_index]  # (P, C)
