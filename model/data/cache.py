@@ -9,9 +9,10 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only when a file is written: `ddp --help` reads defaults from here
+    import numpy as np
 
 from model.paths import CHECKOUT
 
@@ -34,6 +35,7 @@ def save_npz(path: Path, *, compressed: bool = False, **arrays: np.ndarray) -> N
     """Write ``arrays`` to ``path`` atomically: into a temporary file of its own in the same
     folder, then renamed, so that processes filling the same cache at once (data workers)
     never read a partial file nor rename one another's."""
+    import numpy as np
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
     try:
