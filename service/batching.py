@@ -132,6 +132,9 @@ class Batcher(Generic[In, Out]):
     the end). An output may be an exception: it fails its item alone.
 
     ``group_key``: items with equal keys share a call; None: each collected batch is one call.
+    ``cost`` and ``max_batch_cost``: a call's items cost at most ``max_batch_cost`` together
+    (a group over it runs as several calls, one after the other, each holding at least one
+    item); None: no bound.
     """
 
     def __init__(
@@ -144,7 +147,13 @@ class Batcher(Generic[In, Out]):
         queue_size: int,
         metrics: ServiceMetrics,
         group_key: Callable[[In], Hashable] | None = None,
+        cost: Callable[[In], int] | None = None,
+        max_batch_cost: int | None = None,
     ) -> None:
+        if (cost is None) != (max_batch_cost is None):
+            raise ValueError("cost and max_batch_cost go together")
+        self._cost = cost
+        self._max_batch_cost = max_batch_cost
         self._run_batch: Callable[[list[In], list[Deadline]], Sequence[Out | BaseException]]
         if isinstance(run_batch, DeadlineAwareModel):
             self._run_batch = run_batch.run_batch
@@ -319,7 +328,8 @@ class Batcher(Generic[In, Out]):
             self._metrics.queue_wait.observe(now - job.enqueued_at)
             live.append(job)
         for group in self._groups(live):
-            await self._run_group(group, retry_alone=len(group) > 1)
+            for call in self._within_cost(group):
+                await self._run_group(call, retry_alone=len(call) > 1)
 
     def _groups(self, jobs: list[_Job[In, Out]]) -> list[list[_Job[In, Out]]]:
         if self._group_key is None:
@@ -328,6 +338,22 @@ class Batcher(Generic[In, Out]):
         for job in jobs:
             groups.setdefault(self._group_key(job.item), []).append(job)
         return list(groups.values())
+
+    def _within_cost(self, jobs: list[_Job[In, Out]]) -> list[list[_Job[In, Out]]]:
+        """``jobs`` in order, cut into calls whose items cost at most ``max_batch_cost``
+        together (an item over it alone)."""
+        if self._cost is None or self._max_batch_cost is None:
+            return [jobs]
+        calls: list[list[_Job[In, Out]]] = []
+        total = 0
+        for job in jobs:
+            cost = self._cost(job.item)
+            if not calls or total + cost > self._max_batch_cost:
+                calls.append([])
+                total = 0
+            calls[-1].append(job)
+            total += cost
+        return calls
 
     async def _run_group(self, jobs: list[_Job[In, Out]], *, retry_alone: bool) -> None:
         jobs = [job for job in jobs if not job.future.done()]
@@ -410,6 +436,10 @@ class BatchingPolicy:
     request_timeout_s: float
     """Deadline of a request from its arrival in the queue (its work stops there: in the
     queue, in post-processing, in encoding)."""
+    max_batch_pixels: int
+    """Image pixels of one forward pass at most: its results (masks and charts at image size,
+    docs/service.md "Memory of one request") grow with pixels x persons, and a pass's are
+    held until it ends. Images beyond run in the next pass, one after the other."""
 
     @classmethod
     def of(cls, settings: Settings, device: torch.device) -> BatchingPolicy:
@@ -422,6 +452,9 @@ class BatchingPolicy:
             batch_mode=settings.batch_mode,
             queue_size=DEFAULT_QUEUE_SIZE[kind] if queue_size is None else queue_size,
             request_timeout_s=settings.request_timeout_s,
+            max_batch_pixels=settings.max_image_side**2
+            if settings.max_batch_pixels is None
+            else settings.max_batch_pixels,
         )
 
     @property
@@ -439,6 +472,11 @@ class BatchingPolicy:
 
 def image_shape(image: np.ndarray) -> tuple[int, ...]:
     return image.shape
+
+
+def image_pixels(image: np.ndarray) -> int:
+    """The batcher's ``cost`` of an (H, W, 3) image: H x W."""
+    return int(image.shape[0] * image.shape[1])
 
 
 def _rejection_of(future: asyncio.Future[Any]) -> Rejected | None:

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     queue_size: int | None = Field(default=None, ge=1)
     """Requests waiting for the model beyond this are refused at once (503 + Retry-After).
     None: the device's default (``service.batching.DEFAULT_QUEUE_SIZE``)."""
+    max_batch_pixels: int | None = Field(default=None, ge=1)
+    """Image pixels of one forward pass at most (images beyond wait for the next pass): the
+    results a pass holds grow with pixels x persons. None: ``max_image_side`` squared, one
+    image of the largest size."""
     refusals_per_s: float = Field(default=100.0, ge=0.0)
     """503s (queue full) answered at once per second at most, a second's worth at a time; one
     beyond waits for its turn and is let through if the queue has room by then, so clients

@@ -17,7 +17,7 @@ from fastapi import Request
 from model.inference.deadline import Deadline
 from model.inference.predictor import Predictor
 from model.structures import DensePoseResult
-from service.batching import Batched, Batcher, BatchingPolicy, QueuePlace
+from service.batching import Batched, Batcher, BatchingPolicy, QueuePlace, image_pixels
 from service.errors import ServiceError
 from service.loading import ModelInfo, check_weights, load_predictor, warm_up
 from service.metrics import ServiceMetrics
@@ -75,6 +75,8 @@ class ServiceState:
             queue_size=policy.queue_size,
             metrics=self.metrics,
             group_key=policy.group_key,
+            cost=image_pixels,
+            max_batch_cost=policy.max_batch_pixels,
         )
         batcher.start()
         self.metrics.model_info.info(

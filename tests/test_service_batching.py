@@ -278,6 +278,39 @@ def test_groups_run_separately() -> None:
     assert model.batches == [[0, 2, 4], [1, 3, 5]]
 
 
+def test_a_batch_over_its_cost_runs_as_several_calls_in_order() -> None:
+    model = FakeModel(hold=True)  # the first batch waits, so the rest queue up behind it
+
+    async def main() -> None:
+        batcher: Batcher[int, int] = Batcher(
+            model,
+            max_batch_size=8,
+            max_wait_s=0.05,
+            queue_size=16,
+            metrics=ServiceMetrics(),
+            cost=lambda item: item,
+            max_batch_cost=10,
+        )
+        batcher.start()
+        first = asyncio.create_task(batcher.submit(1, timeout_s=SAFETY_S))
+        await until(lambda: len(model.batches) == 1)
+        items = (6, 3, 12, 2, 5)
+        rest = [asyncio.create_task(batcher.submit(i, timeout_s=SAFETY_S)) for i in items]
+        await until(lambda: batcher.depth == 5)
+        model.release.set()
+        results = await asyncio.gather(first, *rest)
+        assert [r.value for r in results] == [2, 12, 6, 24, 4, 10]
+        assert [r.batch_size for r in results[1:]] == [2, 2, 1, 2, 2]
+        await batcher.stop(drain_timeout_s=1)
+
+    asyncio.run(main())
+    # In order, each call's items costing at most 10 together; 12 alone is over and runs alone.
+    assert model.batches == [[1], [6, 3], [12], [2, 5]]
+    with pytest.raises(ValueError, match="together"):
+        Batcher(model, max_batch_size=1, max_wait_s=0, queue_size=1, metrics=ServiceMetrics(),
+                cost=len)  # fmt: skip
+
+
 def test_stop_drains_the_queue_and_refuses_new_work() -> None:
     model = FakeModel(delay_s=0.05)
 
@@ -313,6 +346,9 @@ def test_the_settings_override_the_device_defaults() -> None:
     policy = BatchingPolicy.of(settings, torch.device("cuda"))
     assert (policy.max_batch_size, policy.queue_size) == (1, 2)
     assert policy.max_wait_s == 0.25 and policy.request_timeout_s == 3
+    assert policy.max_batch_pixels == Settings().max_image_side ** 2  # one largest image
+    pixels = BatchingPolicy.of(Settings(max_batch_pixels=640 * 480), torch.device("cpu"))
+    assert pixels.max_batch_pixels == 640 * 480
 
 
 def test_group_mode_groups_by_image_shape_and_pad_mode_not_at_all() -> None:
