@@ -1,6 +1,7 @@
 """``process_video`` / ``iter_video`` end to end on a tiny generated clip with the untrained
 ``tiny`` network (detection thresholds at 0 so that it finds persons), and ``ddp video``."""
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -256,3 +257,16 @@ def test_frames_of_changing_size_are_a_video_error(predictor):
     frames = [np.zeros((32, 40, 3), np.uint8)] * 3 + [np.zeros((40, 32, 3), np.uint8)]
     with pytest.raises(VideoError, match="one size"):
         list(iter_video(frames, predictor, VideoOptions(batch_size=2)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_smoothing_runs_on_cuda_and_agrees_with_the_cpu(predictor):
+    """The smoothed logits and foreground stay on the network's device."""
+    model = copy.deepcopy(predictor.model).to("cuda")
+    cuda = Predictor(model, predictor.config, torch.device("cuda"), predictor.precision)
+    options = VideoOptions(score_threshold=0.0)
+    on_cpu = [f.result for f in iter_video(clip_frames(), predictor, options)]
+    on_cuda = [f.result for f in iter_video(clip_frames(), cuda, options)]
+    for one, other in zip(on_cpu, on_cuda, strict=True):
+        assert len(one) == len(other)
+        assert (one.masks == other.masks.cpu()).float().mean() >= 0.9  # autocast on CUDA

@@ -118,7 +118,8 @@ def foreground_logits(output: DDPOutput, score_threshold: float) -> torch.Tensor
     none is)."""
     batch, _, height, width = output.iuv_logits.shape
     detections = output.detections
-    foreground = torch.full((batch, 2, height, width), -FOREGROUND_CLAMP)
+    device = output.iuv_logits.device
+    foreground = torch.full((batch, 2, height, width), -FOREGROUND_CLAMP, device=device)
     logits = detections.mask_logits.float().clamp(-FOREGROUND_CLAMP, FOREGROUND_CLAMP)
     for b in range(batch):
         mine = (detections.image_index == b) & (detections.scores >= score_threshold)
