@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -257,18 +258,19 @@ def test_wrong_output_count_fails_the_batch_not_the_batcher() -> None:
     asyncio.run(main())
 
 
+def roomy_batcher(model: FakeModel, **options: Any) -> Batcher[int, int]:
+    """Batches of up to 8 in a queue of 16, with ``options`` (grouping, cost)."""
+    return Batcher(
+        model, max_batch_size=8, max_wait_s=0.05, queue_size=16, metrics=ServiceMetrics(),
+        **options,
+    )  # fmt: skip
+
+
 def test_groups_run_separately() -> None:
     model = FakeModel()
 
     async def main() -> None:
-        batcher: Batcher[int, int] = Batcher(
-            model,
-            max_batch_size=8,
-            max_wait_s=0.05,
-            queue_size=16,
-            metrics=ServiceMetrics(),
-            group_key=lambda item: item % 2,
-        )
+        batcher = roomy_batcher(model, group_key=lambda item: item % 2)
         batcher.start()
         results = await asyncio.gather(*(batcher.submit(i, timeout_s=5) for i in range(6)))
         assert [r.value for r in results] == [0, 2, 4, 6, 8, 10]
@@ -282,15 +284,7 @@ def test_a_batch_over_its_cost_runs_as_several_calls_in_order() -> None:
     model = FakeModel(hold=True)  # the first batch waits, so the rest queue up behind it
 
     async def main() -> None:
-        batcher: Batcher[int, int] = Batcher(
-            model,
-            max_batch_size=8,
-            max_wait_s=0.05,
-            queue_size=16,
-            metrics=ServiceMetrics(),
-            cost=lambda item: item,
-            max_batch_cost=10,
-        )
+        batcher = roomy_batcher(model, cost=lambda item: item, max_batch_cost=10)
         batcher.start()
         first = asyncio.create_task(batcher.submit(1, timeout_s=SAFETY_S))
         await until(lambda: len(model.batches) == 1)
