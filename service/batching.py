@@ -1,17 +1,21 @@
 """Dynamic batching: one bounded asyncio queue, one batcher task, one model thread.
 
 ``submit`` puts a request in the queue (or refuses it at once when the queue is full) and
-waits for its future until the request's deadline. Admission can be decided earlier, before
-the request's item is even made: ``refuse_if_full`` refuses at once what ``submit`` would
-refuse (before an upload is read), and ``reserve`` holds a place in the queue that ``submit``
-then takes (while an upload is decoded), so the requests being prepared never outnumber the
-free places and a refusal costs no work. The batcher takes the first waiting
-request, then more until it has ``max_batch_size`` or ``max_wait_s`` has passed, drops the
-requests nobody waits for any more (cancelled: deadline passed or client gone), splits the
-rest into groups by ``group_key`` (requests of one group are computed together, in one
-``run_batch`` call; without a key the whole batch is one group), runs each group in the
-model thread and resolves every future. A group that fails is retried one request at a
-time, so a bad request fails alone; the batcher task itself never dies.
+waits for its future until the request's deadline. The queue is bounded twice: by its count
+of requests, and (with ``cost``) by the cost of the requests in it together, the service's
+image pixels, which the work and memory of the queued requests grow with. Admission can be
+decided earlier, before the request's item is even made: ``refuse_if_full`` refuses at once
+what ``submit`` would refuse for any item (before an upload is read), and ``reserve`` holds a
+place in the queue that ``submit`` then takes (while an upload is decoded), so the requests
+being prepared never outnumber the free places and a refusal costs no work.
+
+The batcher takes the first waiting request, then more until it has ``max_batch_size`` or
+``max_wait_s`` has passed, drops the requests nobody waits for any more (cancelled: deadline
+passed or client gone), splits the rest into groups by ``group_key`` (requests of one group
+are computed together, in one ``run_batch`` call; without a key the whole batch is one
+group), runs each group in the model thread and resolves every future. A group that fails is
+retried one request at a time, so a bad request fails alone; the batcher task itself never
+dies.
 
 Every request has a ``Deadline`` (``model.inference.deadline``; ``submit``'s ``timeout_s`` or
 one the caller made). A model with a ``run_batch(items, deadlines)`` method
@@ -123,6 +127,7 @@ class _Job(Generic[In, Out]):
     future: asyncio.Future[Batched[Out]]
     enqueued_at: float
     deadline: Deadline
+    cost: int = 0
     started_at: float = field(default=0.0)
 
 
@@ -134,7 +139,10 @@ class Batcher(Generic[In, Out]):
     ``group_key``: items with equal keys share a call; None: each collected batch is one call.
     ``cost`` and ``max_batch_cost``: a call's items cost at most ``max_batch_cost`` together
     (a group over it runs as several calls, one after the other, each holding at least one
-    item); None: no bound.
+    item); None: no bound. ``max_queued_cost``: the queued items cost at most this together
+    (an item that would bring them over it is refused, ``queue_full``, unless the queue holds
+    nothing that costs: so one item of any cost always gets in); None: no bound.
+    ``cost_unit`` names the cost in refusal messages.
     """
 
     def __init__(
@@ -149,11 +157,19 @@ class Batcher(Generic[In, Out]):
         group_key: Callable[[In], Hashable] | None = None,
         cost: Callable[[In], int] | None = None,
         max_batch_cost: int | None = None,
+        max_queued_cost: int | None = None,
+        cost_unit: str = "units",
     ) -> None:
         if (cost is None) != (max_batch_cost is None):
             raise ValueError("cost and max_batch_cost go together")
+        if cost is None and max_queued_cost is not None:
+            raise ValueError("max_queued_cost needs a cost")
         self._cost = cost
         self._max_batch_cost = max_batch_cost
+        self._max_queued_cost = max_queued_cost
+        self._cost_unit = cost_unit
+        self._queued_cost = 0
+        """The cost of the items in the queue together (not yet collected into a batch)."""
         self._run_batch: Callable[[list[In], list[Deadline]], Sequence[Out | BaseException]]
         if isinstance(run_batch, DeadlineAwareModel):
             self._run_batch = run_batch.run_batch
@@ -172,10 +188,17 @@ class Batcher(Generic[In, Out]):
         """Places held by ``QueuePlace``s: always queued + reserved <= the queue's size."""
         self._recent_batch_s = 0.0
         metrics.track_queue_depth(self._queue.qsize)
+        if cost is not None:
+            metrics.track_queued_cost(lambda: self._queued_cost)
 
     @property
     def depth(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def queued_cost(self) -> int:
+        """The cost of the queued items together (0 without ``cost``)."""
+        return self._queued_cost
 
     def run_in_model_thread(self, fn: Callable[[], R]) -> R:
         """``fn()`` in the model thread, after the batches already waiting there, so
@@ -226,9 +249,12 @@ class Batcher(Generic[In, Out]):
         if place is not None:
             place.release()  # the item takes its place now: the queue has room for it
         self.refuse_if_full()
+        cost = 0 if self._cost is None else self._cost(item)
+        self._refuse_if_over_cost(cost)
         future: asyncio.Future[Batched[Out]] = asyncio.get_running_loop().create_future()
-        job = _Job(item, future, enqueued_at=time.monotonic(), deadline=deadline)
+        job = _Job(item, future, enqueued_at=time.monotonic(), deadline=deadline, cost=cost)
         self._queue.put_nowait(job)
+        self._queued_cost += cost
         budget_s = deadline.remaining_s()
         try:
             async with asyncio.timeout(None if math.isinf(budget_s) else budget_s):
@@ -253,29 +279,53 @@ class Batcher(Generic[In, Out]):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         while not self._queue.empty():
-            job = self._queue.get_nowait()
+            job = self._take()
             self._fail(job, Rejected("shutting_down", "the service shut down"))
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def full(self) -> bool:
         """Whether ``refuse_if_full`` would refuse now (nothing counted)."""
-        return self._closing or self._queue.qsize() + self._reserved >= self._queue.maxsize
+        return self._refusal() is not None
 
     def refuse_if_full(self) -> None:
-        """Raise at once what ``submit`` would raise now (queue full or shutting down): a
-        check that costs nothing and holds nothing, before any work on a request.
+        """Raise at once what ``submit`` would raise now for any item (queue full or shutting
+        down): a check that costs nothing and holds nothing, before any work on a request.
 
         Raises:
-            Rejected: ``queue_full`` (queued + reserved fill the queue), ``shutting_down``.
+            Rejected: ``queue_full`` (queued + reserved fill the queue, or the queued items
+                use up ``max_queued_cost``), ``shutting_down``.
         """
+        refusal = self._refusal()
+        if refusal is not None:
+            reason, message = refusal
+            retry_after_s = 1 if reason == "shutting_down" else self._retry_after_s()
+            raise self._reject(reason, message, retry_after_s=retry_after_s)
+
+    def _refusal(self) -> tuple[RejectReason, str] | None:
+        """Why any item would be refused now, else None."""
         if self._closing:
-            raise self._reject("shutting_down", "the service is shutting down")
+            return "shutting_down", "the service is shutting down"
         if self._queue.qsize() + self._reserved >= self._queue.maxsize:
-            raise self._reject(
-                "queue_full",
-                f"{self._queue.maxsize} requests are already waiting: retry later",
-                retry_after_s=self._retry_after_s(),
+            return "queue_full", f"{self._queue.maxsize} requests are already waiting: retry later"
+        if self._max_queued_cost is not None and self._queued_cost >= self._max_queued_cost:
+            return "queue_full", (
+                f"the queued requests already hold {self._queued_cost:,} {self._cost_unit}, "
+                f"the queue's bound: retry later"
             )
+        return None
+
+    def _refuse_if_over_cost(self, cost: int) -> None:
+        """Refuse an item of ``cost`` that would bring the queue over ``max_queued_cost``
+        (unless nothing that costs is queued)."""
+        bound = self._max_queued_cost
+        if bound is None or self._queued_cost == 0 or self._queued_cost + cost <= bound:
+            return
+        raise self._reject(
+            "queue_full",
+            f"this request holds {cost:,} {self._cost_unit} and the queued ones "
+            f"{self._queued_cost:,}, over the queue's {bound:,}: retry later",
+            retry_after_s=self._retry_after_s(),
+        )
 
     def _reject(self, reason: RejectReason, message: str, *, retry_after_s: int = 1) -> Rejected:
         return reject(self._metrics, reason, message, retry_after_s=retry_after_s)
@@ -297,9 +347,15 @@ class Batcher(Generic[In, Out]):
                 for _ in jobs:
                     self._queue.task_done()
 
+    def _take(self) -> _Job[In, Out]:
+        """The next job out of the queue (there is one), its cost no longer queued."""
+        job = self._queue.get_nowait()
+        self._queued_cost -= job.cost
+        return job
+
     async def _collect(self) -> list[_Job[In, Out]]:
         """The first waiting job, then more until the batch is full or the window closes."""
-        jobs = [await self._queue.get()]
+        jobs = [await self._get()]
         window_end = time.monotonic() + self._max_wait_s
         while len(jobs) < self._max_batch_size:
             if self._queue.empty():
@@ -308,12 +364,18 @@ class Batcher(Generic[In, Out]):
                     break
                 try:
                     async with asyncio.timeout(remaining):
-                        jobs.append(await self._queue.get())
+                        jobs.append(await self._get())
                 except TimeoutError:
                     break
             else:
-                jobs.append(self._queue.get_nowait())
+                jobs.append(self._take())
         return jobs
+
+    async def _get(self) -> _Job[In, Out]:
+        """The next job, once there is one."""
+        job = await self._queue.get()
+        self._queued_cost -= job.cost
+        return job
 
     async def _process(self, jobs: list[_Job[In, Out]]) -> None:
         now = time.monotonic()
@@ -420,6 +482,12 @@ DEFAULT_QUEUE_SIZE = {"cpu": 16, "cuda": 64}
 request: on a 2-core CPU serving about 3 requests/s, a queue of 64 meant 20-25 s waits under
 overload (p99 of accepted requests 24.7 s) and 45 s to drain afterwards; 16 is about 5 s of
 work (docs/benchmarks/overload.md)."""
+QUEUED_LARGEST_IMAGES = 4
+"""When ``max_queued_pixels`` is not set, the queue holds at most the pixels of this many
+images of the largest size (``max_image_side`` squared): 16.8 MP by default, the 16 queued
+places' worth of 1 MP photos. Decoding, post-processing and encoding grow with the pixels
+(the network's own work does not: it sees every image at its input size), so 16 uploads of
+2048 x 2048 would queue about four times the work and memory of 16 phone-sized photos."""
 
 
 @dataclass(frozen=True)
@@ -440,6 +508,9 @@ class BatchingPolicy:
     """Image pixels of one forward pass at most: its results (masks and charts at image size,
     docs/service.md "Memory of one request") grow with pixels x persons, and a pass's are
     held until it ends. Images beyond run in the next pass, one after the other."""
+    max_queued_pixels: int
+    """Image pixels waiting in the queue at most: an image that would bring them over is
+    refused (503 ``queue_full``), unless the queue is empty of images."""
 
     @classmethod
     def of(cls, settings: Settings, device: torch.device) -> BatchingPolicy:
@@ -455,6 +526,9 @@ class BatchingPolicy:
             max_batch_pixels=settings.max_image_side**2
             if settings.max_batch_pixels is None
             else settings.max_batch_pixels,
+            max_queued_pixels=QUEUED_LARGEST_IMAGES * settings.max_image_side**2
+            if settings.max_queued_pixels is None
+            else settings.max_queued_pixels,
         )
 
     @property

@@ -82,6 +82,11 @@ class ServiceMetrics:
         self.queue_depth = Gauge(
             "ddp_queue_depth", "Requests waiting for the model now.", registry=r
         )
+        self.queued_pixels = Gauge(
+            "ddp_queue_pixels",
+            "Image pixels of the requests waiting for the model now.",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "ddp_batch_size",
             "Images per model forward pass.",
@@ -120,6 +125,9 @@ class ServiceMetrics:
 
     def track_queue_depth(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(lambda: float(depth()))
+
+    def track_queued_cost(self, cost: Callable[[], int]) -> None:
+        self.queued_pixels.set_function(lambda: float(cost()))
 
     def track_video_jobs(self, *, running: Callable[[], int], queued: Callable[[], int]) -> None:
         self.video_jobs_running.set_function(lambda: float(running()))

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     """Image pixels of one forward pass at most (images beyond wait for the next pass): the
     results a pass holds grow with pixels x persons. None: ``max_image_side`` squared, one
     image of the largest size."""
+    max_queued_pixels: int | None = Field(default=None, ge=1)
+    """Image pixels waiting for the model at most, beside ``queue_size``: an image that would
+    bring the queue over is refused at once (503 + Retry-After) unless no image is queued, and
+    while the queue holds this many no upload is read. None:
+    ``service.batching.QUEUED_LARGEST_IMAGES`` images of ``max_image_side`` squared."""
     refusals_per_s: float = Field(default=100.0, ge=0.0)
     """503s (queue full) answered at once per second at most, a second's worth at a time; one
     beyond waits for its turn and is let through if the queue has room by then, so clients

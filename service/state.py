@@ -77,6 +77,8 @@ class ServiceState:
             group_key=policy.group_key,
             cost=image_pixels,
             max_batch_cost=policy.max_batch_pixels,
+            max_queued_cost=policy.max_queued_pixels,
+            cost_unit="pixels",
         )
         batcher.start()
         self.metrics.model_info.info(

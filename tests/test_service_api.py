@@ -312,6 +312,7 @@ def test_the_batching_policy_is_worked_out_once_at_load_and_reported(
         queue_size=5,
         request_timeout_s=12.0,
         max_batch_pixels=300_000,
+        max_queued_pixels=1_200_000,
     )
     app = create_app(settings)
     with TestClient(app) as client:
@@ -329,6 +330,7 @@ def test_the_batching_policy_is_worked_out_once_at_load_and_reported(
         "queue_size": 5,
         "request_timeout_s": 12.0,
         "max_batch_pixels": 300_000,
+        "max_queued_pixels": 1_200_000,
     }
 
 

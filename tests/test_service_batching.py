@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from service.batching import Batcher, BatchingPolicy, DeadlineAwareModel, Rejected
+from service.batching import (
+    QUEUED_LARGEST_IMAGES,
+    Batcher,
+    BatchingPolicy,
+    DeadlineAwareModel,
+    Rejected,
+)
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 
@@ -305,6 +311,49 @@ def test_a_batch_over_its_cost_runs_as_several_calls_in_order() -> None:
                 cost=len)  # fmt: skip
 
 
+def test_the_queue_holds_at_most_its_cost_and_one_item_of_any_cost_gets_in() -> None:
+    """Queued items cost 10 at most together: 6 and 3 fit, 2 more would not (refused at once,
+    naming the costs), 1 does; a queue at its bound refuses every item, even before its cost
+    is known (``full``); once the queue is drained, one item over the whole bound gets in."""
+    model = FakeModel(hold=True)
+    metrics = ServiceMetrics()
+
+    async def main() -> None:
+        batcher: Batcher[int, int] = Batcher(
+            model, max_batch_size=1, max_wait_s=0.0, queue_size=16, metrics=metrics,
+            cost=lambda item: item, max_batch_cost=100, max_queued_cost=10, cost_unit="pixels",
+        )  # fmt: skip
+        batcher.start()
+        tasks = [asyncio.create_task(batcher.submit(50, timeout_s=SAFETY_S))]
+        await until(lambda: len(model.batches) == 1)  # 50 left the queue: it costs no more
+        assert batcher.queued_cost == 0
+        tasks += [asyncio.create_task(batcher.submit(i, timeout_s=SAFETY_S)) for i in (6, 3)]
+        await until(lambda: batcher.depth == 2)
+        assert batcher.queued_cost == 9 and not batcher.full()
+        with pytest.raises(Rejected) as refused:
+            await batcher.submit(2, timeout_s=SAFETY_S)
+        assert refused.value.reason == "queue_full" and refused.value.retry_after_s >= 1
+        assert "holds 2 pixels and the queued ones 9, over the queue's 10" in refused.value.message
+        tasks.append(asyncio.create_task(batcher.submit(1, timeout_s=SAFETY_S)))
+        await until(lambda: batcher.depth == 3)
+        assert batcher.queued_cost == 10 and batcher.full()
+        with pytest.raises(Rejected, match="10 pixels, the queue's bound"):
+            batcher.reserve()
+        assert metrics.registry.get_sample_value("ddp_queue_pixels") == 10
+        model.release.set()
+        assert [r.value for r in await asyncio.gather(*tasks)] == [100, 12, 6, 2]
+        assert batcher.queued_cost == 0
+        assert (await batcher.submit(25, timeout_s=SAFETY_S)).value == 50  # alone: let in
+        await batcher.stop(drain_timeout_s=1)
+
+    asyncio.run(main())
+    assert rejected(metrics, "queue_full") == 2
+    assert model.computed == [1, 3, 6, 25, 50]
+    with pytest.raises(ValueError, match="needs a cost"):
+        Batcher(model, max_batch_size=1, max_wait_s=0, queue_size=1, metrics=ServiceMetrics(),
+                max_queued_cost=1)  # fmt: skip
+
+
 def test_stop_drains_the_queue_and_refuses_new_work() -> None:
     model = FakeModel(delay_s=0.05)
 
@@ -341,8 +390,11 @@ def test_the_settings_override_the_device_defaults() -> None:
     assert (policy.max_batch_size, policy.queue_size) == (1, 2)
     assert policy.max_wait_s == 0.25 and policy.request_timeout_s == 3
     assert policy.max_batch_pixels == Settings().max_image_side ** 2  # one largest image
+    assert policy.max_queued_pixels == QUEUED_LARGEST_IMAGES * Settings().max_image_side ** 2
     pixels = BatchingPolicy.of(Settings(max_batch_pixels=640 * 480), torch.device("cpu"))
     assert pixels.max_batch_pixels == 640 * 480
+    queued = BatchingPolicy.of(Settings(max_queued_pixels=10**6), torch.device("cpu"))
+    assert queued.max_queued_pixels == 10**6
 
 
 def test_group_mode_groups_by_image_shape_and_pad_mode_not_at_all() -> None:

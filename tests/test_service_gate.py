@@ -4,8 +4,9 @@ and the refusal is still counted under the route's endpoint label."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,7 @@ def _client(tmp_path: Path, **overrides: Any) -> Iterator[TestClient]:
         device="cpu",
         runtime="torch",
         warmup=False,
-        queue_size=2,
-        **overrides,
+        **({"queue_size": 2} | overrides),
     )
     with TestClient(create_app(settings)) as test_client:
         deadline = time.monotonic() + SAFETY_S
@@ -133,3 +133,57 @@ def test_a_paced_refusal_is_let_through_when_the_queue_has_room_by_its_turn(
         answer = waiting.result(timeout=SAFETY_S)
     assert answer.status_code == 200, answer.text
     assert requests_counted(paced_client, "/densepose", "5xx") == 2  # counted once each
+
+
+QUEUED_PIXELS = 96 * 128 + 1000
+"""The pixel bound of ``pixel_bounded_client``'s queue: one 96 x 128 image and a small one."""
+
+
+@pytest.fixture
+def pixel_bounded_client(tmp_path: Path) -> Iterator[TestClient]:
+    yield from _client(tmp_path, queue_size=8, max_batch_size=1, max_queued_pixels=QUEUED_PIXELS)
+
+
+def test_the_queue_is_bounded_by_its_images_pixels(pixel_bounded_client: TestClient) -> None:
+    """A queue of 8 places but 96 x 128 + 1,000 pixels: with one image queued (the model
+    thread held, one more image taken out of the queue for it), a second of the same size is
+    refused at once after its decode, naming the pixels; a small one still gets in; every
+    admitted image is answered once the model is free. The pixels are on /metrics."""
+    client = pixel_bounded_client
+    batcher = client.app.state.service.model.batcher  # type: ignore[attr-defined]
+    pixels = 96 * 128
+    release = threading.Event()
+    big, small = encode(random_image(3)), encode(random_image(4, 16, 16))
+    with ThreadPoolExecutor(4) as pool:
+        held = pool.submit(batcher.run_in_model_thread, lambda: release.wait(SAFETY_S))
+        answers = [pool.submit(client.post, "/densepose", content=big, headers=PNG)]
+        wait_for(lambda: metric(client, "ddp_queue_wait_seconds_count") == 1)  # taken out
+        answers.append(pool.submit(client.post, "/densepose", content=big, headers=PNG))
+        wait_for(lambda: batcher.queued_cost == pixels)
+
+        refused = client.post("/densepose", content=big, headers=PNG)
+        answers.append(pool.submit(client.post, "/densepose", content=small, headers=PNG))
+        wait_for(lambda: batcher.queued_cost == pixels + 16 * 16)
+        queued = metric(client, "ddp_queue_pixels")
+        release.set()
+        held.result(timeout=SAFETY_S)
+        statuses = [answer.result(timeout=SAFETY_S).status_code for answer in answers]
+
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "queue_full"
+    assert f"holds {pixels:,} pixels" in refused.json()["error"]["message"]
+    assert int(refused.headers["retry-after"]) >= 1
+    assert queued == pixels + 16 * 16
+    assert statuses == [200, 200, 200]
+    assert batcher.queued_cost == 0
+
+
+def metric(client: TestClient, name: str) -> float:
+    return total(parse(client.get("/metrics").text), name)
+
+
+def wait_for(condition: Callable[[], object]) -> None:
+    deadline = time.monotonic() + SAFETY_S
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.005)
