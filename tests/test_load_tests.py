@@ -27,7 +27,7 @@ from PIL import Image
 from prometheus_client import generate_latest
 
 from benchmarks.common import environment
-from load_tests import overload, scale_out, sweep, video_jobs
+from load_tests import heavy_uploads, overload, scale_out, sweep, video_jobs
 from load_tests.make_images import CLIP_FRAMES, IMAGE_SIZE, MAX_BYTES
 from load_tests.metrics import parse, server_split
 from load_tests.raw_http import KeepAliveClient, encode_post
@@ -383,6 +383,58 @@ def test_the_storm_client_is_answered_by_the_service(weights: Path, tmp_path: Pa
                 await bad.close()
 
         assert asyncio.run(run()) == [200, 415, 200]
+
+
+# -- a heavy neighbour -----------------------------------------------------------------------
+
+
+def test_the_heavy_photo_is_the_image_upscaled() -> None:
+    small = load_images((3,))[3]
+    heavy = Image.open(io.BytesIO(heavy_uploads.upscaled_jpeg(small, 300, 500)))
+    assert heavy.format == "JPEG" and heavy.size == (500, 300)
+
+
+def test_the_heavy_neighbour_report_checks_the_small_p99_against_one_heavy_request() -> None:
+    def outcomes(kind: str, latencies: list[float], status: int = 200) -> list[dict[str, Any]]:
+        return [{"kind": kind, "sent_s": float(i), "status": status, "latency_s": latency}
+                for i, latency in enumerate(latencies)]  # fmt: skip
+
+    def phase(*groups: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"seconds": 10.0, "outcomes": [o for g in groups for o in g], "rss_bytes": [1e9]}
+
+    phases = {
+        "heavy alone": phase(outcomes("heavy", [1.0, 1.2, 1.4])),
+        "small alone": phase(outcomes("small", [0.2] * 100)),
+        "small + heavy": phase(
+            outcomes("small", [0.25] * 90 + [1.6] * 10), outcomes("heavy", [1.5])
+        ),
+    }
+    summary = heavy_uploads.summarize(phases)
+    assert summary["small_p99_bound_s"] == pytest.approx(0.2 + 1.2)  # p99 alone + heavy p50
+    assert not summary["small_p99_within_bound"]  # 1.6 > 1.4
+    assert summary["non_2xx"] == 0
+    phases["small + heavy"] = phase(
+        outcomes("small", [0.25] * 100), outcomes("heavy", [1.5]), outcomes("heavy", [0.0], 503)
+    )
+    summary = heavy_uploads.summarize(phases)
+    assert summary["small_p99_within_bound"] and summary["non_2xx"] == 1
+    assert summary["phases"]["small + heavy"]["heavy"]["statuses"] == {"200": 1, "503": 1}
+
+
+def test_the_heavy_neighbour_runs_against_the_service(weights: Path, tmp_path: Path) -> None:
+    """The whole command at its smallest: a second a phase, a 600 x 800 heavy photo."""
+    with ServerProcess({"weights": str(weights)}, log_path=tmp_path / "server.log") as server:
+        report = heavy_uploads.main(
+            ["--host", server.url, "--out", str(tmp_path), "--seconds", "1",
+             "--heavy-size", "600x800", "--clients", "1"]
+        )  # fmt: skip
+    summary = report["summary"]
+    assert summary["non_2xx"] == 0
+    assert summary["phases"]["heavy alone"]["small"] is None
+    assert summary["phases"]["small + heavy"]["heavy"]["requests"] >= 1
+    assert summary["phases"]["small alone"]["peak_rss_bytes"] > 0
+    assert (tmp_path / "heavy_uploads.md").read_text().startswith("# A heavy neighbour")
+    assert (tmp_path / "heavy_uploads.png").stat().st_size > 0
 
 
 # -- scale-out ------------------------------------------------------------------------------

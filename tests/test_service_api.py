@@ -334,6 +334,14 @@ def test_the_batching_policy_is_worked_out_once_at_load_and_reported(
     }
 
 
+def test_model_info_reports_the_upload_limits(client: TestClient) -> None:
+    assert client.get("/v1/model").json()["limits"] == {
+        "max_upload_bytes": MAX_UPLOAD_BYTES,
+        "max_image_pixels": MAX_PIXELS,
+        "max_image_side": Settings().max_image_side,
+    }
+
+
 def test_model_info_reports_the_video_limits(
     client: TestClient, weights: Path, tmp_path: Path
 ) -> None:

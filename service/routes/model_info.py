@@ -21,6 +21,8 @@ class UploadLimits:
     max_upload_bytes: int
     max_image_pixels: int
     """Width × height, read from the image header before decoding."""
+    max_image_side: int
+    """A longer image is downscaled to this as it is decoded and answered at that size."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class ServedModel(ModelInfo):
             limits=UploadLimits(
                 max_upload_bytes=settings.max_upload_bytes,
                 max_image_pixels=settings.max_image_pixels,
+                max_image_side=settings.max_image_side,
             ),
             video=VideoLimits(
                 max_bytes=settings.video_max_bytes,
