@@ -106,9 +106,10 @@ def scatter_to_dense(feats: Tensor, sites: SparseSites) -> Tensor:
     """(M, C) features at the sites -> (B, C, H, W) map, zeros at inactive positions."""
     check_features(feats, sites)
     height, width = sites.spatial_shape
-    dense = feats.new_zeros(sites.batch_size, height, width, feats.shape[1])
-    dense = dense.index_put(sites.coords.unbind(1), feats)
-    return dense.permute(0, 3, 1, 2).contiguous()
+    dense = feats.new_zeros(sites.batch_size, feats.shape[1], height, width)
+    # Written in place through a channels-last view: no copy of the map, no permute after.
+    dense.permute(0, 2, 3, 1).index_put_(sites.coords.unbind(1), feats)
+    return dense
 
 
 def gather_from_dense(x: Tensor, sites: SparseSites) -> Tensor:
