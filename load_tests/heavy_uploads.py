@@ -39,7 +39,7 @@ from benchmarks.common import describe, environment, image_size, markdown_table,
 from load_tests.metrics import parse, total
 from load_tests.overload import Upload
 from load_tests.raw_http import KeepAliveClient
-from load_tests.scenarios import DEFAULT_HOST, PERSON_COUNTS, load_images
+from load_tests.scenarios import PERSON_COUNTS, load_images, report_parser
 
 MODULE = "load_tests.heavy_uploads"
 STEM = "heavy_uploads"
@@ -252,9 +252,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default=DEFAULT_HOST, help="a running service")
-    parser.add_argument("--out", type=Path, required=True, help=f"folder for {STEM}.*")
+    parser = report_parser(MODULE, __doc__, STEM)
     parser.add_argument("--persons", type=int, default=3, choices=PERSON_COUNTS)
     parser.add_argument("--clients", type=int, default=2, help="small closed-loop clients")
     parser.add_argument(

@@ -46,7 +46,7 @@ import numpy as np
 from benchmarks.common import describe, environment, markdown_table, write_outputs
 from load_tests.metrics import parse, scrape, share_within, total
 from load_tests.raw_http import KeepAliveClient, encode_post
-from load_tests.scenarios import DEFAULT_HOST, PERSON_COUNTS, load_images
+from load_tests.scenarios import PERSON_COUNTS, load_images, report_parser
 from service.metrics import NO_PERSONS_LABEL
 
 MODULE = "load_tests.overload"
@@ -389,9 +389,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default=DEFAULT_HOST, help="a running service")
-    parser.add_argument("--out", type=Path, required=True, help=f"folder for {STEM}.*")
+    parser = report_parser(MODULE, __doc__, STEM)
     parser.add_argument("--persons", type=int, default=3, choices=PERSON_COUNTS)
     parser.add_argument("--sustainable-rps", type=float, help="skip the probe")
     parser.add_argument("--probe-clients", type=int, default=8)

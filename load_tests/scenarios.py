@@ -8,6 +8,7 @@ starlette's ``TestClient`` in the tests), so the same code runs under both.
 
 from __future__ import annotations
 
+import argparse
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -167,3 +168,12 @@ def run_video_job(
     if state == "done":
         size = len(send("GET", f"{status_path}/result.npz", name=VIDEO_NAMES["result"]).content)
     return VideoJobRun(state, job_id, polls, time.monotonic() - start, size)
+
+
+def report_parser(module: str, doc: str, stem: str) -> argparse.ArgumentParser:
+    """The arguments every load test against a running service takes: ``--host`` and
+    ``--out`` (the folder for ``stem``.json/.md/.png); the first line of ``doc`` describes it."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n")[0])
+    parser.add_argument("--host", default=DEFAULT_HOST, help="a running service")
+    parser.add_argument("--out", type=Path, required=True, help=f"folder for {stem}.*")
+    return parser

@@ -29,7 +29,12 @@ import httpx
 from benchmarks.common import describe, environment, markdown_table, write_outputs
 from load_tests.metrics import Snapshot, scrape, server_split
 from load_tests.runner import AGGREGATED, PERCENTILES, Row, run_locust
-from load_tests.scenarios import DEFAULT_HOST, PERSON_COUNTS, REJECTED_SUFFIX, image_name
+from load_tests.scenarios import (
+    PERSON_COUNTS,
+    REJECTED_SUFFIX,
+    image_name,
+    report_parser,
+)
 
 MODULE = "load_tests.sweep"
 STEM = "load_sweep"
@@ -200,9 +205,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default=DEFAULT_HOST, help="a running service")
-    parser.add_argument("--out", type=Path, required=True, help=f"folder for {STEM}.*")
+    parser = report_parser(MODULE, __doc__, STEM)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument(
         "--persons", type=int, nargs="+", default=list(PERSON_COUNTS), choices=PERSON_COUNTS
