@@ -191,6 +191,15 @@ def write_outputs(
     print(text)
 
 
+def save_figure(figure: Any, path: Path, *, dpi: int = 100) -> None:
+    """Lay out a matplotlib ``figure``, write it to ``path`` and free it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+
+
 def describe(env: Mapping[str, Any]) -> str:
     """One markdown line on the command, date, machine and its load."""
     return (

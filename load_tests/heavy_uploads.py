@@ -35,11 +35,17 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import describe, environment, image_size, markdown_table, write_outputs
+from benchmarks.common import (
+    describe,
+    image_size,
+    markdown_table,
+    save_figure,
+    write_outputs,
+)
 from load_tests.metrics import parse, total
 from load_tests.overload import Upload
 from load_tests.raw_http import KeepAliveClient
-from load_tests.scenarios import PERSON_COUNTS, load_images, report_parser
+from load_tests.scenarios import PERSON_COUNTS, load_images, report_parser, served_environment
 
 MODULE = "load_tests.heavy_uploads"
 STEM = "heavy_uploads"
@@ -246,9 +252,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     axis.set_yscale("log")
     axis.legend(fontsize=8)
     axis.set_title("Ordinary photos beside a client sending very large ones")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, dpi=120)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -268,8 +272,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    server = httpx.get(f"{args.host}/v1/model", timeout=10).raise_for_status().json()
-    env = environment(module=MODULE, argv=argv, threads=int(server.get("torch_threads", 0)))
+    server, env = served_environment(args.host, module=MODULE, argv=argv)
     small_jpeg = load_images((args.persons,))[args.persons]
     height, width = args.heavy_size
     heavy_jpeg = upscaled_jpeg(small_jpeg, height, width)

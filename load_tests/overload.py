@@ -43,10 +43,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.common import describe, environment, markdown_table, write_outputs
+from benchmarks.common import describe, markdown_table, save_figure, write_outputs
 from load_tests.metrics import parse, scrape, share_within, total
 from load_tests.raw_http import KeepAliveClient, encode_post
-from load_tests.scenarios import PERSON_COUNTS, load_images, report_parser
+from load_tests.scenarios import PERSON_COUNTS, load_images, report_parser, served_environment
 from service.metrics import NO_PERSONS_LABEL
 
 MODULE = "load_tests.overload"
@@ -383,9 +383,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     latency_axes.set(ylabel="latency s", yscale="log", title="requests by send time")
     latency_axes.legend(fontsize=8)
     queue_axes.set(xlabel="seconds", ylabel="queue depth")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -423,8 +421,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     os.nice(args.nice)
-    server = httpx.get(f"{args.host}/v1/model", timeout=10).raise_for_status().json()
-    env = environment(module=MODULE, argv=argv, threads=int(server.get("torch_threads", 0)))
+    server, env = served_environment(args.host, module=MODULE, argv=argv)
     upload = Upload(load_images((args.persons,))[args.persons])
     source = "--sustainable-rps"
     sustainable = args.sustainable_rps

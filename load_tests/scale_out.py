@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import describe, environment, markdown_table, write_outputs
+from benchmarks.common import describe, environment, markdown_table, save_figure, write_outputs
 from load_tests.metrics import delta, scrape
 from load_tests.runner import AGGREGATED, REPO, Row, run_locust
 from load_tests.scenarios import SCENARIOS
@@ -208,9 +208,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     share_axes.bar(backends, [report["per_backend"][b] for b in backends])
     share_axes.set(ylabel="requests served", title="per backend (nginx run)")
     share_axes.tick_params(axis="x", labelsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

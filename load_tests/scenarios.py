@@ -177,3 +177,17 @@ def report_parser(module: str, doc: str, stem: str) -> argparse.ArgumentParser:
     parser.add_argument("--host", default=DEFAULT_HOST, help="a running service")
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {stem}.*")
     return parser
+
+
+def served_environment(
+    host: str, *, module: str, argv: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The running service's ``/v1/model`` and this run's environment (its torch threads)."""
+    import httpx
+
+    from benchmarks.common import environment
+
+    server: dict[str, Any] = httpx.get(f"{host}/v1/model", timeout=10).raise_for_status().json()
+    return server, environment(
+        module=module, argv=argv, threads=int(server.get("torch_threads", 0))
+    )

@@ -24,9 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from benchmarks.common import describe, environment, markdown_table, write_outputs
+from benchmarks.common import describe, markdown_table, save_figure, write_outputs
 from load_tests.metrics import Snapshot, scrape, server_split
 from load_tests.runner import AGGREGATED, PERCENTILES, Row, run_locust
 from load_tests.scenarios import (
@@ -34,6 +32,7 @@ from load_tests.scenarios import (
     REJECTED_SUFFIX,
     image_name,
     report_parser,
+    served_environment,
 )
 
 MODULE = "load_tests.sweep"
@@ -199,9 +198,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for axes in (rate_axes, p99_axes, split_axes):
         axes.legend(fontsize=7)
         axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -221,8 +218,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    server = httpx.get(f"{args.host}/v1/model", timeout=10).raise_for_status().json()
-    env = environment(module=MODULE, argv=argv, threads=int(server.get("torch_threads", 0)))
+    server, env = served_environment(args.host, module=MODULE, argv=argv)
     cells = []
     for persons in args.persons:
         for users in args.concurrency:

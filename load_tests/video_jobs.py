@@ -51,7 +51,14 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import describe, environment, image_size, markdown_table, write_outputs
+from benchmarks.common import (
+    describe,
+    environment,
+    image_size,
+    markdown_table,
+    save_figure,
+    write_outputs,
+)
 from load_tests.make_images import render_clip
 from load_tests.runner import Row, VideoLoad, run_locust
 from load_tests.scenarios import FINISHED, PERSON_COUNTS, REJECTED_SUFFIX, VIDEO_NAMES, image_name
@@ -418,9 +425,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         image_axes.set_xticklabels([p["name"].replace(", ", ",\n") for p in images], fontsize=7)
         image_axes.set(ylabel="ms", title="POST /densepose latency")
         image_axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def speedup(phases: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
