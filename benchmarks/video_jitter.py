@@ -15,7 +15,9 @@ alternating which goes first. Per variant, over all frames (the merged maps of
   ground truth keeps its chart and whose prediction is right in both frames: the change the
   network adds on top of the true motion;
 * ``part_flips``: fraction of pixels whose ground-truth chart stays the same between two
-  frames where the predicted chart changes;
+  frames where the predicted chart changes, the sum of ``part_flips_painting`` (the pixel is
+  painted as a person in one frame and not in the other: a person found in one frame and
+  missed in the next, or a mask edge) and ``part_flips_chart`` (painted in both, another chart);
 * ``pred_delta_uv``: mean |ΔUV_pred| (L2) where both predicted frames have the same chart
   (no ground truth involved);
 * ``painted``: fraction of the frame the prediction paints as a person; ``painted_change``
@@ -70,6 +72,8 @@ METRICS = (
     "uv_error",
     "uv_jitter",
     "part_flips",
+    "part_flips_painting",
+    "part_flips_chart",
     "pred_delta_uv",
     "painted",
     "painted_change",
@@ -192,7 +196,11 @@ def score_frame(tally: Tally, frame: Frame) -> None:
 
 def score_pair(tally: Tally, previous: Frame, frame: Frame) -> None:
     same_gt = (frame.gt_parts > 0) & (frame.gt_parts == previous.gt_parts)
-    tally.add("part_flips", (frame.parts != previous.parts)[same_gt])
+    flips = (frame.parts != previous.parts)[same_gt]
+    painting = ((frame.parts > 0) != (previous.parts > 0))[same_gt]
+    tally.add("part_flips", flips)
+    tally.add("part_flips_painting", painting)
+    tally.add("part_flips_chart", flips & ~painting)
     right = same_gt & (frame.parts == frame.gt_parts) & (previous.parts == previous.gt_parts)
     change = (frame.uv - previous.uv) - (frame.gt_uv - previous.gt_uv)
     tally.add("uv_jitter", np.linalg.norm(change[right], axis=-1))
@@ -226,7 +234,7 @@ def evaluate_variant(
         stability[f"itf_{name}"].append(itf(views[name]))
         stability[f"isi_{name}"].append(isi(views[name]))
     tally.include(clip)
-    for key in ("painted", "gt_painted_change"):
+    for key in ("painted", "gt_painted_change", "part_flips", "part_flips_chart"):
         stability[f"clip_{key}"].append(clip.means()[key] or 0.0)
     return seconds
 
@@ -287,6 +295,8 @@ ROWS = (
     ("uv_error", "UV error where the chart is right ↓", 4),
     ("uv_jitter", "UV jitter: mean ‖ΔUV − ΔUV_gt‖ ↓", 4),
     ("part_flips", "chart flips where GT keeps its chart ↓", 4),
+    ("part_flips_painting", "— of which painted in one frame only", 4),
+    ("part_flips_chart", "— of which painted in both, another chart", 4),
     ("pred_delta_uv", "mean ‖ΔUV‖ between predicted frames", 4),
     ("painted", "fraction of the frame painted as a person", 4),
     ("painted_change", "painted area changing between frames", 4),
@@ -332,7 +342,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def per_clip_table(results: dict[str, Any]) -> str:
     """Clips from the slowest to the fastest motion (ground-truth painted area changing
-    between frames): ITF of the viridis video and painted fraction, off and on."""
+    between frames): ITF of the viridis video, painted fraction and chart flips (all, and
+    painted in both frames), off and on."""
     off, on = results["off"]["per_clip"], results["on"]["per_clip"]
     order = np.argsort(off["clip_gt_painted_change"])
     rows = [
@@ -342,6 +353,8 @@ def per_clip_table(results: dict[str, Any]) -> str:
             *(_number(v["itf_viridis"][k], 2) for v in (off, on)),
             *(_number(v["itf_viridis_gt_where_painted"][k], 2) for v in (off, on)),
             *(_number(v["clip_painted"][k], 4) for v in (off, on)),
+            *(_number(v["clip_part_flips"][k], 4) for v in (off, on)),
+            *(_number(v["clip_part_flips_chart"][k], 4) for v in (off, on)),
         ]
         for k in order
     ]
@@ -354,6 +367,10 @@ def per_clip_table(results: dict[str, Any]) -> str:
         "on",
         "painted off",
         "painted on",
+        "flips off",
+        "flips on",
+        "chart flips off",
+        "chart flips on",
     ]
     return "Per clip, slowest motion first:\n\n" + markdown_table(header, rows)
 

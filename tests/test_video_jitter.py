@@ -93,3 +93,18 @@ def test_video_jitter_ground_truth_references(tmp_path):
         assert abs(result["itf_viridis_gt"] - expected_itf) < 1e-9
         assert 0 <= result["painted"] <= 1 and 0 <= result["painted_change"] <= 1
     assert "slowest motion first" in (tmp_path / "out" / "video_jitter.md").read_text()
+
+
+def test_chart_flips_split_into_painting_and_chart_changes():
+    """Three pixels whose ground truth keeps chart 2: one goes unpainted, one changes chart,
+    one stays; a fourth pixel without a person in the ground truth does not count."""
+    gt_parts = np.array([[2, 2, 2, 0]], np.uint8)
+    uv = np.zeros((1, 4, 2), np.float32)
+    before = video_jitter.Frame(np.array([[2, 2, 2, 5]], np.uint8), uv, gt_parts, uv, {})
+    after = video_jitter.Frame(np.array([[0, 3, 2, 0]], np.uint8), uv, gt_parts, uv, {})
+    tally = video_jitter.Tally()
+    video_jitter.score_pair(tally, before, after)
+    means = tally.means()
+    assert means["part_flips"] == 2 / 3
+    assert means["part_flips_painting"] == 1 / 3
+    assert means["part_flips_chart"] == 1 / 3
