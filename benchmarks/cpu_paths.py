@@ -293,7 +293,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, help="folder for cpu_paths.{json,md,png}")
+    parser.add_argument("--out", type=Path, help="folder for <stem>.{json,md,png}")
+    parser.add_argument("--stem", default="cpu_paths", help="file names of the report")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument(
         "--runtimes", nargs="+", choices=RUNTIME_NAMES, default=list(RUNTIME_NAMES),
@@ -402,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     record = to_record(report)
     choice = choose_runtime(record, weights_sha256=sha256, cpu=cpu_info(), unavailable={})
     report["auto"] = dataclasses.asdict(choice)
-    write_outputs(args.out, "cpu_paths", report, markdown=render_markdown, plot=plot)
+    write_outputs(args.out, args.stem, report, markdown=render_markdown, plot=plot)
     if args.record:
         existing = read_record(args.weights)
         merged = record if existing is None else existing.merged(record)
