@@ -4,7 +4,7 @@ forward pass vs grouped by size; padding's effect on results; memory over 1,000 
 ``python -m benchmarks.service_batching --out docs/benchmarks``
 
 Three real uvicorn servers serve the same network, ``--config`` with random weights whose
-detection thresholds are 0 and which keeps 3 detections (``service.testing.random_checkpoint``),
+detection thresholds are 0 and which keeps 3 detections (``model.checkpoint.random_checkpoint``),
 so every image yields 3 persons and post-processing and encoding cost what they cost with
 persons found. Variants (server settings): ``group`` (``max_batch_size`` N, batch_mode
 group), ``pad`` (N, pad) and ``off`` (max_batch_size 1). Workloads:
@@ -65,6 +65,7 @@ from benchmarks.common import (
     markdown_table,
     write_outputs,
 )
+from model.checkpoint import random_checkpoint
 from model.config import get_config
 from model.inference.predictor import Predictor
 from model.outputs.encoding import paste_parts_uv
@@ -72,7 +73,7 @@ from model.paths import CHECKOUT
 from model.structures import DensePoseResult
 from service.batching import DEFAULT_MAX_BATCH_SIZE
 from service.settings import BatchMode, Settings
-from service.testing import ServerProcess, encode, random_checkpoint, tiny_checkpoint
+from service.testing import ServerProcess, encode, tiny_checkpoint
 
 MODULE = "benchmarks.service_batching"
 IMAGE = CHECKOUT / "examples" / "toy_scene.png"

@@ -18,6 +18,15 @@ alternating which goes first. Per variant, over all frames (the merged maps of
   frames where the predicted chart changes, the sum of ``part_flips_painting`` (the pixel is
   painted as a person in one frame and not in the other: a person found in one frame and
   missed in the next, or a mask edge) and ``part_flips_chart`` (painted in both, another chart);
+* ``uv_jitter_surface`` and ``part_flips_surface``: the same, following each surface point
+  of the body instead of staying at one pixel. Pixel p of frame t is paired with the pixel q
+  of frame t-1 that shows the same point (same person and chart, nearest (U, V):
+  ``benchmarks.oracle_flow.surface_flow``); flips: the predicted chart at p differs from the
+  one at q; jitter: mean |(UV_pred(p) - UV_pred(q)) - (UV_gt(p) - UV_gt(q))| where both are
+  right. An error that rides with the body (a stable but shifted part boundary, a stable UV
+  bias) moves across a fixed pixel as the person moves, so the fixed-pixel metrics count it
+  as jitter; these do not, they count only what changes on the body: the flicker a viewer
+  sees;
 * ``pred_delta_uv``: mean |ΔUV_pred| (L2) where both predicted frames have the same chart
   (no ground truth involved);
 * ``painted``: fraction of the frame the prediction paints as a person; ``painted_change``
@@ -31,7 +40,7 @@ alternating which goes first. Per variant, over all frames (the merged maps of
   post-processing, tracking), and each stage.
 
 ``--untrained CONFIG`` runs a random network with detection thresholds at 0 and 3 persons per
-frame (``service.testing.random_checkpoint``; plumbing and timing only: its numbers say nothing
+frame (``model.checkpoint.random_checkpoint``; plumbing and timing only: its numbers say nothing
 about smoothing's benefit). Unless given, the smoothing settings are ``VideoOptions``' and the
 rendered clips' size the data engine's (``SceneConfig``).
 """
@@ -53,6 +62,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from benchmarks.common import configure_torch, describe, environment, markdown_table, write_outputs
+from benchmarks.oracle_flow import OracleFlow, surface_flow
+from model.checkpoint import random_checkpoint
 from model.config import get_config
 from model.data.loader import DensePoseCocoDataset
 from model.data.scene import SceneConfig
@@ -60,10 +71,10 @@ from model.inference.predictor import Predictor
 from model.outputs.encoding import paste_parts_uv
 from model.outputs.visualize import draw_overlay
 from model.paths import DEFAULT_WEIGHTS
+from model.temporal.flow import DISFlow
 from model.video import VideoOptions, iter_video
 from model.video.render import viridis_parts
 from model.video.stability import isi, itf
-from service.testing import random_checkpoint
 
 MODULE = "benchmarks.video_jitter"
 VARIANTS = ("off", "on")
@@ -74,6 +85,8 @@ METRICS = (
     "part_flips",
     "part_flips_painting",
     "part_flips_chart",
+    "uv_jitter_surface",
+    "part_flips_surface",
     "pred_delta_uv",
     "painted",
     "painted_change",
@@ -94,6 +107,7 @@ class Frame:
     uv: np.ndarray
     gt_parts: np.ndarray
     gt_uv: np.ndarray
+    gt_instance: np.ndarray
     views: dict[str, np.ndarray]
 
 
@@ -138,13 +152,21 @@ def run_clip(
     predictor: Predictor,
     options: VideoOptions,
     seconds: dict[str, float],
+    *,
+    oracle: bool = False,
 ) -> Iterator[Frame]:
+    """The clip's frames through ``iter_video``; ``oracle``: smooth with the exact flow of the
+    clip's persons (``benchmarks.oracle_flow``) instead of the options' estimator."""
     images = [dataset.image_rgb(i) for i in indices]
-    for frame in iter_video(images, predictor, options, seconds=seconds):
-        labels = dataset.dense_labels(indices[frame.index])
+    all_labels = []
+    for i in indices:
+        labels = dataset.dense_labels(i)
         if labels is None:
-            raise SystemExit(f"error: frame {indices[frame.index]} has no dense labels")
-        gt_parts, gt_uv, _ = labels
+            raise SystemExit(f"error: frame {i} has no dense labels")
+        all_labels.append(labels)
+    flow = OracleFlow(images, all_labels, DISFlow()) if oracle and options.smooth else None
+    for frame in iter_video(images, predictor, options, flow=flow, seconds=seconds):
+        gt_parts, gt_uv, gt_instance = all_labels[frame.index]
         parts, u, v = paste_parts_uv(frame.result)
         painted_gt = np.where(parts.numpy() > 0, gt_parts, 0).astype(np.uint8)
         yield Frame(
@@ -152,6 +174,7 @@ def run_clip(
             uv=np.stack([u.numpy(), v.numpy()], -1),
             gt_parts=gt_parts,
             gt_uv=gt_uv,
+            gt_instance=gt_instance,
             views={
                 "parts": draw_overlay(frame.image_rgb, frame.result),
                 "viridis": viridis_parts(parts.numpy()),
@@ -207,6 +230,25 @@ def score_pair(tally: Tally, previous: Frame, frame: Frame) -> None:
     same_pred = (frame.parts > 0) & (frame.parts == previous.parts)
     tally.add("pred_delta_uv", np.linalg.norm((frame.uv - previous.uv)[same_pred], axis=-1))
     tally.add("painted_change", (frame.parts > 0) != (previous.parts > 0))
+    score_surface_pair(tally, previous, frame)
+
+
+def score_surface_pair(tally: Tally, previous: Frame, frame: Frame) -> None:
+    """Flips and jitter following the body's surface points from ``frame`` back to ``previous``."""
+    flow, matched = surface_flow(
+        (frame.gt_parts, frame.gt_uv, frame.gt_instance),
+        (previous.gt_parts, previous.gt_uv, previous.gt_instance),
+    )
+    ys, xs = np.nonzero(matched)
+    qy = ys + np.rint(flow[1, ys, xs]).astype(np.int64)
+    qx = xs + np.rint(flow[0, ys, xs]).astype(np.int64)
+    now, before = frame.parts[ys, xs], previous.parts[qy, qx]
+    tally.add("part_flips_surface", now != before)
+    right = (now == frame.gt_parts[ys, xs]) & (before == previous.gt_parts[qy, qx])
+    change = (frame.uv[ys, xs] - previous.uv[qy, qx]) - (
+        frame.gt_uv[ys, xs] - previous.gt_uv[qy, qx]
+    )
+    tally.add("uv_jitter_surface", np.linalg.norm(change[right], axis=-1))
     tally.add("gt_painted_change", (frame.gt_parts > 0) != (previous.gt_parts > 0))
 
 
@@ -217,13 +259,15 @@ def evaluate_variant(
     options: VideoOptions,
     tally: Tally,
     stability: dict[str, list[float]],
+    *,
+    oracle: bool = False,
 ) -> dict[str, float]:
     """Score one clip under one variant; its seconds per stage."""
     seconds: dict[str, float] = {}
     previous: Frame | None = None
     views: dict[str, list[np.ndarray]] = {name: [] for name in VIDEOS}
     clip = Tally()
-    for frame in run_clip(dataset, clip_indices, predictor, options, seconds):
+    for frame in run_clip(dataset, clip_indices, predictor, options, seconds, oracle=oracle):
         score_frame(clip, frame)
         if previous is not None:
             score_pair(clip, previous, frame)
@@ -245,7 +289,7 @@ def benchmark(
     options = {
         "off": VideoOptions(smooth=False, batch_size=args.batch_size),
         "on": VideoOptions(
-            flow=args.flow,
+            flow="dis" if args.flow == "oracle" else args.flow,
             radius=args.radius,
             batch_size=args.batch_size,
             smooth_masks=not args.iuv_only,
@@ -260,7 +304,13 @@ def benchmark(
         for name in order:
             start = time.perf_counter()
             stages = evaluate_variant(
-                dataset, indices, predictor, options[name], tallies[name], stability[name]
+                dataset,
+                indices,
+                predictor,
+                options[name],
+                tallies[name],
+                stability[name],
+                oracle=args.flow == "oracle",
             )
             for stage, value in stages.items():
                 seconds[name][stage] += value
@@ -297,6 +347,8 @@ ROWS = (
     ("part_flips", "chart flips where GT keeps its chart ↓", 4),
     ("part_flips_painting", "— of which painted in one frame only", 4),
     ("part_flips_chart", "— of which painted in both, another chart", 4),
+    ("uv_jitter_surface", "UV jitter following the body ↓", 4),
+    ("part_flips_surface", "chart flips following the body ↓", 4),
     ("pred_delta_uv", "mean ‖ΔUV‖ between predicted frames", 4),
     ("painted", "fraction of the frame painted as a person", 4),
     ("painted_change", "painted area changing between frames", 4),
@@ -411,7 +463,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint")
     parser.add_argument("--untrained", metavar="CONFIG", help="random network (plumbing only)")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--flow", default=video.flow, choices=["dis", "raft"])
+    parser.add_argument(
+        "--flow",
+        default=video.flow,
+        choices=["dis", "raft", "oracle"],
+        help="oracle: the exact flow of the clips' persons from their labels (DIS elsewhere)",
+    )
     parser.add_argument("--radius", type=int, default=video.radius)
     parser.add_argument("--batch-size", type=int, default=video.batch_size)
     parser.add_argument(

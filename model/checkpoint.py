@@ -3,6 +3,7 @@ in a sidecar ``.json`` file a person can read."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -14,6 +15,24 @@ from model.config import DDPConfig
 from model.network.ddp import DDP, build_ddp
 
 CONFIG_KEY = "ddp_config"
+
+
+def random_checkpoint(
+    path: Path, config: DDPConfig, *, persons: bool = True, seed: int = 0
+) -> Path:
+    """A random network of ``config`` saved at ``path``. With ``persons`` its detection
+    thresholds are 0 and it keeps 3 detections, so every image yields 3 (deterministic)
+    persons."""
+    if persons:
+        instance = dataclasses.replace(
+            config.instance,
+            candidate_score_threshold=0.0,
+            detection_score_threshold=0.0,
+            max_detections=3,
+        )
+        config = config.replace(instance=instance)
+    torch.manual_seed(seed)
+    return save_checkpoint(build_ddp(config), config, path)
 
 
 def save_checkpoint(model: DDP, config: DDPConfig, path: str | Path) -> Path:

@@ -4,7 +4,6 @@ and a check of the video jobs' files."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import shutil
@@ -23,13 +22,11 @@ from types import TracebackType
 
 import httpx
 import numpy as np
-import torch
 from PIL import Image
 
-from model.checkpoint import save_checkpoint
-from model.config import DDPConfig, tiny_config
+from model.checkpoint import random_checkpoint
+from model.config import tiny_config
 from model.inference.predictor import Predictor
-from model.network.ddp import build_ddp
 from model.structures import DensePoseResult
 from service.jobs.backend import open_backend
 from service.settings import Settings
@@ -38,24 +35,6 @@ from service.settings import Settings
 def tiny_checkpoint(path: Path, *, persons: bool = True, seed: int = 0) -> Path:
     """:func:`random_checkpoint` of the ``tiny`` config."""
     return random_checkpoint(path, tiny_config(), persons=persons, seed=seed)
-
-
-def random_checkpoint(
-    path: Path, config: DDPConfig, *, persons: bool = True, seed: int = 0
-) -> Path:
-    """A random network of ``config`` saved at ``path``. With ``persons`` its detection
-    thresholds are 0 and it keeps 3 detections, so every image yields 3 (deterministic)
-    persons."""
-    if persons:
-        instance = dataclasses.replace(
-            config.instance,
-            candidate_score_threshold=0.0,
-            detection_score_threshold=0.0,
-            max_detections=3,
-        )
-        config = config.replace(instance=instance)
-    torch.manual_seed(seed)
-    return save_checkpoint(build_ddp(config), config, path)
 
 
 def random_image(seed: int, height: int = 96, width: int = 128) -> np.ndarray:

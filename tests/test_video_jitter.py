@@ -100,11 +100,69 @@ def test_chart_flips_split_into_painting_and_chart_changes():
     one stays; a fourth pixel without a person in the ground truth does not count."""
     gt_parts = np.array([[2, 2, 2, 0]], np.uint8)
     uv = np.zeros((1, 4, 2), np.float32)
-    before = video_jitter.Frame(np.array([[2, 2, 2, 5]], np.uint8), uv, gt_parts, uv, {})
-    after = video_jitter.Frame(np.array([[0, 3, 2, 0]], np.uint8), uv, gt_parts, uv, {})
+    instance = (gt_parts > 0).astype(np.uint8)
+    before = video_jitter.Frame(np.array([[2, 2, 2, 5]], np.uint8), uv, gt_parts, uv, instance, {})
+    after = video_jitter.Frame(np.array([[0, 3, 2, 0]], np.uint8), uv, gt_parts, uv, instance, {})
     tally = video_jitter.Tally()
     video_jitter.score_pair(tally, before, after)
     means = tally.means()
     assert means["part_flips"] == 2 / 3
     assert means["part_flips_painting"] == 1 / 3
     assert means["part_flips_chart"] == 1 / 3
+
+
+def test_oracle_flow_smooths_with_the_labels(tmp_path, monkeypatch):
+    """``--flow oracle``: the smoothed variant asks the exact flow for every adjacent pair
+    (both directions; 2 clips of 3 frames: 8 flows), each answered from the labels."""
+    write_clips(tmp_path / "clips")
+    calls = []
+    estimate = video_jitter.OracleFlow.__call__
+
+    def counted(self, sources, targets):
+        flows = estimate(self, sources, targets)
+        calls.extend(
+            (self._frame_of(a), self._frame_of(b)) for a, b in zip(sources, targets, strict=True)
+        )
+        assert self.pixels_matched == self.pixels_person > 0  # every person pixel exact
+        return flows
+
+    monkeypatch.setattr(video_jitter.OracleFlow, "__call__", counted)
+    argv = ["--out", str(tmp_path / "out"), "--data", str(tmp_path / "clips"), "--flow", "oracle"]
+    report = video_jitter.main([*argv, "--untrained", "tiny", "--threads", "1"])
+    assert sorted(calls) == sorted([(0, 1), (1, 0), (1, 2), (2, 1)] * 2)
+    assert report["setup"]["flow"] == "oracle"
+    assert report["results"]["on"]["stage_seconds_per_frame"]["flow"] > 0
+
+
+def body_frame(x0, shift_boundary=0, bias=0.0):
+    """A 1x40 px 'person' at columns x0.. of a 4x80 frame: chart 2 on its first 28 columns,
+    chart 3 on the rest, U a ramp along each chart (V = 0.5). The prediction's boundary sits
+    ``shift_boundary`` columns early and its U is off by ``bias`` * U²: errors that ride with
+    the body."""
+    gt_parts = np.zeros((4, 80), np.uint8)
+    gt_uv = np.zeros((4, 80, 2), np.float32)
+    gt_parts[:, x0 : x0 + 28], gt_parts[:, x0 + 28 : x0 + 40] = 2, 3
+    gt_uv[:, x0 : x0 + 28, 0] = np.linspace(0, 1, 28)
+    gt_uv[:, x0 + 28 : x0 + 40, 0] = np.linspace(0, 1, 12)
+    gt_uv[:, x0 : x0 + 40, 1] = 0.5
+    parts = gt_parts.copy()
+    parts[:, x0 + 28 - shift_boundary : x0 + 28] = 3
+    uv = gt_uv.copy()
+    uv[..., 0] += bias * gt_uv[..., 0] ** 2
+    return video_jitter.Frame(parts, uv, gt_parts, gt_uv, (gt_parts > 0).astype(np.uint8), {})
+
+
+def test_errors_riding_with_the_body_are_jitter_at_a_pixel_not_on_the_body():
+    """A prediction whose errors move with the person: the fixed-pixel metrics see jitter
+    and flips, the metrics following the body see none; a prediction that changes on the
+    body is seen by both."""
+    tally = video_jitter.Tally()
+    video_jitter.score_pair(tally, body_frame(10, 3, 0.2), body_frame(12, 3, 0.2))
+    means = tally.means()
+    assert means["part_flips"] > 0 and means["uv_jitter"] > 0
+    assert means["part_flips_surface"] == 0 and means["uv_jitter_surface"] == 0
+    flicker = video_jitter.Tally()
+    video_jitter.score_pair(flicker, body_frame(10, 0, 0.0), body_frame(12, 3, 0.2))
+    means = flicker.means()
+    assert means["part_flips_surface"] == 3 / 40  # the three columns that changed chart
+    assert means["uv_jitter_surface"] > 0
