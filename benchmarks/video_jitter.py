@@ -278,7 +278,13 @@ def evaluate_variant(
         stability[f"itf_{name}"].append(itf(views[name]))
         stability[f"isi_{name}"].append(isi(views[name]))
     tally.include(clip)
-    for key in ("painted", "gt_painted_change", "part_flips", "part_flips_chart"):
+    for key in (
+        "painted",
+        "gt_painted_change",
+        "part_flips",
+        "part_flips_chart",
+        "part_flips_surface",
+    ):
         stability[f"clip_{key}"].append(clip.means()[key] or 0.0)
     return seconds
 
@@ -394,8 +400,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def per_clip_table(results: dict[str, Any]) -> str:
     """Clips from the slowest to the fastest motion (ground-truth painted area changing
-    between frames): ITF of the viridis video, painted fraction and chart flips (all, and
-    painted in both frames), off and on."""
+    between frames): ITF of the viridis video, painted fraction and chart flips (all, painted
+    in both frames, following the body), off and on."""
     off, on = results["off"]["per_clip"], results["on"]["per_clip"]
     order = np.argsort(off["clip_gt_painted_change"])
     rows = [
@@ -407,6 +413,7 @@ def per_clip_table(results: dict[str, Any]) -> str:
             *(_number(v["clip_painted"][k], 4) for v in (off, on)),
             *(_number(v["clip_part_flips"][k], 4) for v in (off, on)),
             *(_number(v["clip_part_flips_chart"][k], 4) for v in (off, on)),
+            *(_number(v["clip_part_flips_surface"][k], 4) for v in (off, on)),
         ]
         for k in order
     ]
@@ -423,25 +430,28 @@ def per_clip_table(results: dict[str, Any]) -> str:
         "flips on",
         "chart flips off",
         "chart flips on",
+        "flips on the body off",
+        "on",
     ]
     return "Per clip, slowest motion first:\n\n" + markdown_table(header, rows)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
     results = report["results"]
-    figure = Figure(figsize=(10, 4), layout="constrained")
-    axes = figure.subplots(1, 3)
+    figure = Figure(figsize=(13, 4), layout="constrained")
+    axes = figure.subplots(1, 4)
     panels = (
         ("ITF (dB)", ["itf_parts", "itf_viridis", "itf_viridis_gt_where_painted"]),
         ("ISI", ["isi_parts", "isi_viridis"]),
-        ("UV jitter", ["uv_jitter"]),
+        ("UV jitter: at a pixel, on the body", ["uv_jitter", "uv_jitter_surface"]),
+        ("chart flips: at a pixel, on the body", ["part_flips", "part_flips_surface"]),
     )
     for ax, (title, keys) in zip(axes, panels, strict=True):
         positions = np.arange(len(keys))
         for offset, variant in zip((-0.2, 0.2), VARIANTS, strict=True):
             values = [results[variant].get(key) or 0.0 for key in keys]
             ax.bar(positions + offset, values, width=0.4, label=f"smoothing {variant}")
-        ax.set_xticks(positions, keys)
+        ax.set_xticks(positions, [key.replace("_", "\n", 1) for key in keys], fontsize=8)
         ax.set_title(title)
     axes[0].legend()
     figure.savefig(path, dpi=120)
